@@ -1,0 +1,35 @@
+import os
+
+# Nothing in the test suite may wait on the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+from tests.tiny import make_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Build tiny random models lazily, once per session: `tiny_models("qwen2")` -> folder."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    cache: dict = {}
+
+    def get(kind: str, causal: bool = False) -> str:
+        key = (kind, causal)
+        if key not in cache:
+            cache[key] = make_tiny(kind, root / f"{kind}{'_lm' if causal else ''}", causal=causal)
+        return cache[key]
+
+    return get
+
+
+def real_data_dir():
+    """The real data directory (../shared/data in CI) or None."""
+    d = os.environ.get("DATA_DIR")
+    if d and os.path.isfile(os.path.join(d, "README.md")) and os.path.isdir(os.path.join(d, "absa")):
+        return d
+    return None
