@@ -1,0 +1,904 @@
+"""Every data set of ftlab, as one `DatasetDict` contract, plus the LLaMA-Factory exports.
+
+    get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, labels (ClassLabel)
+    get_dataset(["restaurant_sup", "laptop_sup"])    -> labels 0-5, names "restaurant_sup:negative", ...
+    get_dataset("mrpc", prompt="{sentence1} {sep} {sentence2}")  -> train / validation / test
+    get_fs("acl", "[SEP]", sample_size=32)            -> 32 class-balanced train rows, 32 random test rows
+    export_llamafactory("all", "lf_data")             -> alpaca JSON files + dataset_info.json entries
+
+    python dataHelper.py describe restaurant_sup [--tokenizer minilm]
+    python dataHelper.py export samsum|tatqa|all --out lf_data [--max_samples N]
+    python dataHelper.py timeit [NAME ...] [--fresh]
+
+Each set reads its original release files from the data directory (`data_dir`, else $DATA_DIR,
+else ./data; layouts in data/README.md). Where the files are absent and a Hub copy exists it is
+loaded from the Hub; offline, a one-line error names the set, the files and where to get them.
+Results are cached in this process and on disk under $FTLAB_CACHE/datasets (default
+~/.cache/ftlab/datasets), keyed by name, options and the source files' size and mtime; nothing is
+ever written into the data directory.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import string
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
+from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEED = 2025
+# Few-shot: K examples per class, as LM-BFF (Gao et al., ACL 2021) and its successors sample them.
+FS_SHOTS = 16
+MRPC_PROMPT = "{sentence1} {sep} {sentence2}"
+MRPC_FIELDS = ("sentence1", "sentence2", "sep")
+CACHE_VERSION = 1
+
+# One raw data set: (label names, split -> records). Every record has an int "label" and the
+# text fields its builder joins ("text"; ABSA "term"/"sentence"; MRPC "sentence1"/"sentence2").
+Raw = Tuple[List[str], Dict[str, List[dict]]]
+
+
+# --------------------------------------------------------------------------- file readers
+def _read_json(path: str) -> Any:
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
+
+
+def _open_text(path: str):
+    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+
+
+def _read_jsonl(path: str) -> Iterator[Tuple[int, dict]]:
+    """Yield (line number, object) for every non-empty line."""
+    try:
+        with _open_text(path) as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path} line {line_no}: not valid JSON ({err.msg})") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path} line {line_no}: expected a JSON object, got {type(obj).__name__}")
+                yield line_no, obj
+    except (gzip.BadGzipFile, EOFError) as err:
+        raise ValueError(f"{path}: not a valid gzip file ({err})") from None
+
+
+def _read_csv(path: str, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> Iterator[Tuple[int, List[str]]]:
+    """Yield (line where the record starts, fields); records may span lines (SAMSum dialogues).
+
+    `utf-8-sig` drops the BOM that starts the MRPC header."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:
+                raise ValueError(f"{path} line {start}: not valid CSV ({err})") from None
+            if row:
+                yield start, row
+            start = reader.line_num + 1
+
+
+def _read_table(path: str, columns: Sequence[str], delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL,
+                header: bool = True) -> Iterator[Tuple[int, Dict[str, str]]]:
+    """Yield (line, {column: value}) from a CSV/TSV; with `header` the named columns must be in it."""
+    rows = _read_csv(path, delimiter, quoting)
+    names = list(columns)
+    if header:
+        first = next(rows, None)
+        head = first[1] if first else []
+        missing = [c for c in columns if c not in head]
+        if missing:
+            raise ValueError(f"{path} line 1: header {head} lacks column(s) {missing}")
+        names = head
+    for line_no, row in rows:
+        if len(row) != len(names):
+            raise ValueError(f"{path} line {line_no}: expected {len(names)} fields ({', '.join(names)}), got {len(row)}")
+        yield line_no, dict(zip(names, row))
+
+
+def _label_id(value: Any, mapping: Mapping[Any, int], where: str) -> int:
+    if value not in mapping:
+        raise ValueError(f"{where}: label {value!r} is not one of {', '.join(map(str, mapping))}")
+    return mapping[value]
+
+
+def _field(obj: dict, key: str, where: str) -> Any:
+    if key not in obj:
+        raise ValueError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+# --------------------------------------------------------------------------- release readers
+ABSA_LABELS = ["negative", "neutral", "positive"]
+ACL_LABELS = ["Background", "CompareOrContrast", "Extends", "Future", "Motivation", "Uses"]
+POLARITY_LABELS = ["neg", "pos"]
+MRPC_LABELS = ["not_equivalent", "equivalent"]
+AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def _read_absa(folder: str) -> Raw:
+    mapping = {name: i for i, name in enumerate(ABSA_LABELS)}
+    splits = {}
+    for split in ("train", "test"):
+        path = os.path.join(folder, f"{split}.json")
+        data = _read_json(path)
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object keyed by id, got {type(data).__name__}")
+        records = []
+        for key, item in data.items():
+            where = f"{path} entry {key!r}"
+            records.append({"term": _field(item, "term", where), "sentence": _field(item, "sentence", where),
+                            "label": _label_id(_field(item, "polarity", where), mapping, where)})
+        splits[split] = records
+    return ABSA_LABELS, splits
+
+
+def _read_jsonl_splits(folder: str, file: str, names: List[str], values: Sequence[Any]) -> Raw:
+    """Train and test JSON lines `{text, label}`; `values[i]` is how the file writes label i."""
+    mapping = {value: i for i, value in enumerate(values)}
+    splits = {}
+    for split in ("train", "test"):
+        path = os.path.join(folder, file.format(split=split))
+        records = []
+        for n, obj in _read_jsonl(path):
+            where = f"{path} line {n}"
+            records.append({"text": _field(obj, "text", where),
+                            "label": _label_id(_field(obj, "label", where), mapping, where)})
+        splits[split] = records
+    return names, splits
+
+
+def _read_acl(folder: str) -> Raw:
+    return _read_jsonl_splits(folder, "{split}.jsonl", ACL_LABELS, ACL_LABELS)
+
+
+def _read_agnews(folder: str) -> Raw:
+    with open(os.path.join(folder, "classes.txt"), encoding="utf-8") as f:
+        names = [line.strip() for line in f if line.strip()]
+    mapping = {str(i + 1): i for i in range(len(names))}  # the file's labels are 1-based
+    path = os.path.join(folder, "test.csv")
+    records = [{"text": row["description"], "label": _label_id(row["label"], mapping, f"{path} line {n}")}
+               for n, row in _read_table(path, ("label", "title", "description"), header=False)]
+    return names, {"all": records}
+
+
+def _read_imdb(folder: str) -> Raw:
+    return _read_jsonl_splits(folder, "{split}.jsonl.gz", POLARITY_LABELS, [0, 1])
+
+
+def _read_rotten_tomatoes(folder: str) -> Raw:
+    """80/10/10 per class in file order: 5331 lines -> 4265 / 533 / 533 each, 8530 / 1066 / 1066 in all."""
+    splits: Dict[str, List[dict]] = {"train": [], "validation": [], "test": []}
+    for label, suffix in enumerate(("neg", "pos")):
+        with open(os.path.join(folder, f"rt-polarity.{suffix}"), encoding="utf-8") as f:
+            lines = [line.strip() for line in f if line.strip()]
+        n_train, n_val = round(0.8 * len(lines)), round(0.1 * len(lines))
+        parts = {"train": lines[:n_train], "validation": lines[n_train:n_train + n_val],
+                 "test": lines[n_train + n_val:]}
+        for split, texts in parts.items():
+            splits[split] += [{"text": t, "label": label} for t in texts]
+    return POLARITY_LABELS, splits
+
+
+def _read_mrpc(folder: str) -> Raw:
+    mapping = {"0": 0, "1": 1}
+    splits = {}
+    for split, file in (("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv")):
+        path = os.path.join(folder, file)
+        # Sentences carry bare quotes: no CSV quoting in the GLUE TSVs.
+        splits[split] = [{"sentence1": row["#1 String"], "sentence2": row["#2 String"],
+                          "label": _label_id(row["Quality"], mapping, f"{path} line {n}")}
+                         for n, row in _read_table(path, ("Quality", "#1 String", "#2 String"), "\t", csv.QUOTE_NONE)]
+    return MRPC_LABELS, splits
+
+
+def _hub_records(dd: DatasetDict, repo: str, text_columns: Sequence[str],
+                 splits: Mapping[str, str]) -> Raw:
+    """Hub DatasetDict -> Raw: `splits` maps our split names to the Hub's, labels are checked."""
+    names = list(dd[next(iter(splits.values()))].features["label"].names)
+    out = {}
+    for ours, theirs in splits.items():
+        ds = dd[theirs]
+        columns = {c: ds[c] for c in text_columns}
+        labels = ds["label"]
+        bad = sorted({lab for lab in labels if not 0 <= lab < len(names)})
+        if bad:
+            raise ValueError(f"Hub copy {repo} split {theirs!r}: labels {bad} are not among {names} "
+                             f"(hidden test labels?); put the release files in the data directory instead")
+        out[ours] = [{**{c: columns[c][i] for c in text_columns}, "label": labels[i]} for i in range(len(labels))]
+    return names, out
+
+
+@dataclass(frozen=True)
+class HubCopy:
+    """A Hub copy of a data set: what real users with internet load when the files are absent."""
+    repo: str
+    config: Optional[str] = None
+    text_columns: Tuple[str, ...] = ("text",)
+    splits: Mapping[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
+    loader: Optional[Callable[[], Any]] = None  # a set whose Hub copy is not (names, labelled splits)
+
+    def load(self) -> Any:
+        if self.loader is not None:
+            return self.loader()
+        from datasets import load_dataset  # imported late: tests monkeypatch it
+
+        return _hub_records(load_dataset(self.repo, self.config), self.repo, self.text_columns, self.splits)
+
+
+@dataclass(frozen=True)
+class Release:
+    """The original release files of a data set under DATA_DIR/folder, and where else to get them."""
+    folder: str
+    files: Tuple[str, ...]
+    read: Callable[[str], Any]
+    where: str
+    hub: Optional[HubCopy] = None
+
+    def paths(self, data_dir: str) -> List[str]:
+        return [os.path.join(data_dir, self.folder, f) for f in self.files]
+
+
+ABSA_WHERE = ("SemEval-2014 Task 4 (https://alt.qcri.org/semeval2014/task4/) as JSON keyed by id "
+              "{polarity, term, id, sentence}, see data/README.md")
+RELEASES: Dict[str, Release] = {
+    "restaurant": Release("absa/restaurant", ("train.json", "test.json"), _read_absa, ABSA_WHERE),
+    "laptop": Release("absa/laptop", ("train.json", "test.json"), _read_absa, ABSA_WHERE),
+    "acl": Release("acl_arc", ("train.jsonl", "test.jsonl"), _read_acl,
+                   "the ACL-ARC citation-intent split of Gururangan et al. 2020 "
+                   "(https://github.com/allenai/dont-stop-pretraining, data/citation_intent/*.jsonl)"),
+    "agnews": Release("agnews", ("test.csv", "classes.txt"), _read_agnews,
+                      "the AG News CSV release (ag_news_csv/test.csv + classes.txt, Zhang et al. 2015)",
+                      HubCopy("fancyzhx/ag_news", splits={"all": "test"})),
+    "imdb": Release("imdb", ("train.jsonl.gz", "test.jsonl.gz"), _read_imdb,
+                    "https://ai.stanford.edu/~amaas/data/sentiment/ as gzip JSON lines {id, text, label, rating}",
+                    HubCopy("stanfordnlp/imdb")),
+    "rotten_tomatoes": Release("rotten_tomatoes", ("rt-polarity.pos", "rt-polarity.neg"), _read_rotten_tomatoes,
+                               "https://www.cs.cornell.edu/people/pabo/movie-review-data/ (rt-polaritydata)",
+                               HubCopy("cornell-movie-review-data/rotten_tomatoes",
+                                       splits={"train": "train", "validation": "validation", "test": "test"})),
+    "mrpc": Release("mrpc", ("train.tsv", "dev.tsv", "test.tsv"), _read_mrpc,
+                    "the GLUE MRPC TSVs (https://gluebenchmark.com/tasks)",
+                    HubCopy("nyu-mll/glue", "mrpc", ("sentence1", "sentence2"),
+                            {"train": "train", "validation": "validation", "test": "test"})),
+}
+
+
+# --------------------------------------------------------------------------- DatasetDict builders
+def _features(names: Sequence[str]) -> Features:
+    return Features({"text": Value("string"), "labels": ClassLabel(names=list(names))})
+
+
+def _records_to_dd(raw: Raw, to_text: Callable[[dict], str]) -> DatasetDict:
+    names, splits = raw
+    return DatasetDict({split: Dataset.from_dict({"text": [to_text(r) for r in recs],
+                                                  "labels": [r["label"] for r in recs]}, features=_features(names))
+                        for split, recs in splits.items()})
+
+
+def _build_plain(raw: Raw, sep_token: str) -> DatasetDict:
+    return _records_to_dd(raw, lambda r: r["text"])
+
+
+def _build_absa(raw: Raw, sep_token: str) -> DatasetDict:
+    return _records_to_dd(raw, lambda r: f"{r['term']} {sep_token} {r['sentence']}")
+
+
+def check_prompt(prompt: str) -> str:
+    """A MRPC template may use {sentence1}, {sentence2} (both required) and {sep}."""
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(prompt) if f is not None}
+    except ValueError as err:
+        raise ValueError(f"prompt {prompt!r} is not a valid template ({err})") from None
+    unknown, missing = fields - set(MRPC_FIELDS), {"sentence1", "sentence2"} - fields
+    if unknown or missing:
+        raise ValueError(f"prompt {prompt!r} must use {{sentence1}} and {{sentence2}} (and may use {{sep}}); "
+                         f"unknown: {sorted(unknown)}, missing: {sorted(missing)}")
+    return prompt
+
+
+def _build_mrpc(raw: Raw, sep_token: str, prompt: str) -> DatasetDict:
+    check_prompt(prompt)
+    return _records_to_dd(raw, lambda r: prompt.format(sentence1=r["sentence1"], sentence2=r["sentence2"], sep=sep_token))
+
+
+def _build_agnews(raw: Raw, sep_token: str) -> DatasetDict:
+    split = _build_plain(raw, sep_token)["all"].train_test_split(test_size=0.1, seed=DEFAULT_SEED)
+    return DatasetDict(train=split["train"], test=split["test"])
+
+
+def _pick(labels: Sequence[int], counts: Sequence[int], seed: int, what: str, names: Sequence[str]) -> List[int]:
+    """Seeded sample of counts[c] row indices of each class c, classes mixed in a seeded order."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    chosen = []
+    for c, n in enumerate(counts):
+        rows = np.flatnonzero(labels == c)
+        if n > len(rows):
+            raise ValueError(f"{what} needs {n} rows of class {names[c]!r} but the set has only {len(rows)}; "
+                             "ask for fewer")
+        chosen.append(rng.choice(rows, size=n, replace=False))
+    picked = np.concatenate(chosen) if chosen else np.array([], dtype=int)
+    return rng.permutation(picked).tolist()
+
+
+def _build_fs(parent: DatasetDict, shots: int, seed: int) -> DatasetDict:
+    """K = `shots` rows per class from the supervised train set; the full test set."""
+    train = parent["train"]
+    names = train.features["labels"].names
+    if shots < 1:
+        raise ValueError(f"shots={shots}: give at least 1 example per class")
+    idx = _pick(train["labels"], [shots] * len(names), seed, f"shots={shots} per class", names)
+    return DatasetDict(train=train.select(idx, keep_in_memory=True), test=parent["test"])
+
+
+def _proportional(labels: Sequence[int], n: int, num_classes: int) -> List[int]:
+    """Per-class counts summing to n, proportional to the class sizes (largest remainders)."""
+    sizes = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes)
+    exact = sizes / max(sizes.sum(), 1) * n
+    counts = np.floor(exact).astype(int)
+    for c in np.argsort(-(exact - counts), kind="stable")[: n - counts.sum()]:
+        counts[c] += 1
+    return counts.tolist()
+
+
+def _sample_split(ds: Dataset, n: int, seed: int, what: str) -> Dataset:
+    if not 1 <= n <= len(ds):
+        raise ValueError(f"{what}={n}: the split has {len(ds)} rows; ask for 1..{len(ds)}")
+    names = ds.features["labels"].names
+    idx = _pick(ds["labels"], _proportional(ds["labels"], n, len(names)), seed, what, names)
+    return ds.select(idx, keep_in_memory=True)
+
+
+def _build_sample(parent: DatasetDict, train_size: int, test_size: int, seed: int) -> DatasetDict:
+    """Seeded, stratified random sample (imdb_2k: 2,000 train / 500 test)."""
+    return DatasetDict(train=_sample_split(parent["train"], train_size, seed, "train_size"),
+                       test=_sample_split(parent["test"], test_size, seed, "test_size"))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One registry entry: a release read by `build`, or a set derived from `parent` by `build`."""
+    release: str                      # key of RELEASES
+    build: Callable[..., DatasetDict]
+    help: str
+    options: Mapping[str, Any] = field(default_factory=dict)  # accepted keyword options -> defaults
+    parent: Optional[str] = None      # derived sets: build(parent DatasetDict, **options)
+    uses_sep: bool = False            # the text contains sep_token (part of the cache key)
+
+
+def _fs_spec(base: str, uses_sep: bool) -> DatasetSpec:
+    return DatasetSpec(base, _build_fs, f"few-shot: {FS_SHOTS} per class of {base}_sup train, full test",
+                       {"shots": FS_SHOTS, "seed": DEFAULT_SEED}, parent=f"{base}_sup", uses_sep=uses_sep)
+
+
+DATASETS: Dict[str, DatasetSpec] = {
+    "restaurant_sup": DatasetSpec("restaurant", _build_absa, "SemEval-14 restaurants: 'term SEP sentence', 3 polarities",
+                                  uses_sep=True),
+    "laptop_sup": DatasetSpec("laptop", _build_absa, "SemEval-14 laptops: 'term SEP sentence', 3 polarities",
+                              uses_sep=True),
+    "acl_sup": DatasetSpec("acl", _build_plain, "ACL-ARC citation intents, 6 labels"),
+    "agnews_sup": DatasetSpec("agnews", _build_agnews, "AG News test set descriptions, split 9:1 (seed 2025)"),
+    "restaurant_fs": _fs_spec("restaurant", True),
+    "laptop_fs": _fs_spec("laptop", True),
+    "acl_fs": _fs_spec("acl", False),
+    "agnews_fs": _fs_spec("agnews", False),
+    "imdb": DatasetSpec("imdb", _build_plain, "IMDB reviews, 25k / 25k"),
+    "imdb_2k": DatasetSpec("imdb", _build_sample, "IMDB stratified sample, 2,000 train / 500 test",
+                           {"train_size": 2000, "test_size": 500, "seed": DEFAULT_SEED}, parent="imdb"),
+    "rotten_tomatoes": DatasetSpec("rotten_tomatoes", _build_plain, "movie review sentences, 8530 / 1066 / 1066"),
+    "mrpc": DatasetSpec("mrpc", _build_mrpc, "paraphrase pairs through a prompt template",
+                        {"prompt": MRPC_PROMPT}, uses_sep=True),
+}
+
+
+# --------------------------------------------------------------------------- locating sources
+def default_data_dir(data_dir: Optional[str] = None) -> str:
+    return data_dir or os.environ.get("DATA_DIR") or "./data"
+
+
+def _offline() -> bool:
+    truthy = {"1", "ON", "YES", "TRUE"}
+    return any(os.environ.get(v, "").upper() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def _source(what: str, release: Release, data_dir: str) -> Tuple[Any, Callable[[], Any]]:
+    """(cache fingerprint, reader) of a release: its local files, else its Hub copy, else an error."""
+    paths = release.paths(data_dir)
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if not missing:
+        stats = [os.stat(p) for p in paths]
+        fingerprint = [[os.path.abspath(p), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)]
+        return fingerprint, lambda: release.read(os.path.join(data_dir, release.folder))
+    message = (f"{what}: data files not found: {', '.join(missing)} (data dir {data_dir!r}: set --data_dir or "
+               f"DATA_DIR); get {release.where}")
+    if release.hub is None:
+        raise FileNotFoundError(message + "; there is no Hub copy")
+    if _offline():
+        raise FileNotFoundError(message + f", or go online to load the Hub copy {release.hub.repo!r} "
+                                          "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set)")
+    logger.info("%s: %s absent, loading the Hub copy %s", what, missing[0], release.hub.repo)
+    return f"hub:{release.hub.repo}/{release.hub.config}", release.hub.load
+
+
+# --------------------------------------------------------------------------- caching
+@contextmanager
+def _quiet():
+    """No `datasets` progress bars for our small internal maps and saves; the caller's setting is restored."""
+    was_enabled = is_progress_bar_enabled()
+    disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            enable_progress_bar()
+
+
+_MEMO: Dict[str, DatasetDict] = {}
+
+
+def cache_dir() -> str:
+    """On-disk cache root: $FTLAB_CACHE/datasets, default ~/.cache/ftlab/datasets (never the data dir)."""
+    root = os.environ.get("FTLAB_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ftlab")
+    return os.path.join(root, "datasets")
+
+
+def _copy(dd: DatasetDict) -> DatasetDict:
+    # A fresh dict, so callers that replace splits do not touch the memo (Datasets are immutable).
+    return DatasetDict(dict(dd))
+
+
+def _cached(label: str, key: Any, build: Callable[[], DatasetDict]) -> DatasetDict:
+    digest = hashlib.sha256(json.dumps([CACHE_VERSION, key], sort_keys=True, default=str).encode()).hexdigest()[:20]
+    if digest in _MEMO:
+        return _copy(_MEMO[digest])
+    path = os.path.join(cache_dir(), f"{label}-{digest}")
+    dd = None
+    if os.path.isdir(path):
+        try:
+            dd = load_from_disk(path)
+        except Exception as err:  # a damaged cache entry is rebuilt, never fatal
+            logger.warning("cache entry %s unreadable (%s); rebuilding", path, err)
+    if dd is None:
+        with _quiet():
+            dd = build()
+            _save_atomic(dd, path)
+    _MEMO[digest] = dd
+    return _copy(dd)
+
+
+def _save_atomic(dd: DatasetDict, path: str) -> None:
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+        dd.save_to_disk(tmp)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process won the race: its copy is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as err:
+        logger.warning("could not write the dataset cache %s (%s); memory cache only", path, err)
+
+
+def clear_cache(memory: bool = True, disk: bool = False) -> None:
+    if memory:
+        _MEMO.clear()
+    if disk:
+        shutil.rmtree(cache_dir(), ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- public API
+def _spec(name: str) -> DatasetSpec:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def _resolve_options(name: str, options: Mapping[str, Any]) -> Dict[str, Any]:
+    spec = _spec(name)
+    unknown = set(options) - set(spec.options)
+    if unknown:
+        accepted = ", ".join(sorted(spec.options)) or "none"
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for {name}; accepted: {accepted}")
+    return {**spec.options, **options}
+
+
+def _cache_key(name: str, sep_token: str, data_dir: str, options: Mapping[str, Any]) -> Tuple[Any, Any]:
+    """(key, reader) for one registry name; derived sets key on their parent's source."""
+    spec = _spec(name)
+    fingerprint, reader = _source(name, RELEASES[spec.release], data_dir)
+    key = {"name": name, "options": dict(options), "source": fingerprint}
+    if spec.uses_sep:
+        key["sep"] = sep_token
+    return key, reader
+
+
+def _load_one(name: str, sep_token: str, data_dir: str, options: Mapping[str, Any]) -> DatasetDict:
+    spec = _spec(name)
+    opts = _resolve_options(name, options)
+    key, reader = _cache_key(name, sep_token, data_dir, opts)
+
+    def build() -> DatasetDict:
+        if spec.parent:
+            return spec.build(_load_one(spec.parent, sep_token, data_dir, {}), **opts)
+        return spec.build(reader(), sep_token, **opts)
+
+    return _cached(name, key, build)
+
+
+def _aggregate(parts: Sequence[Tuple[str, DatasetDict]]) -> DatasetDict:
+    """Concatenate sets, offsetting each later set's label ids past the earlier ones' names."""
+    names: List[str] = []
+    offsets = []
+    for name, dd in parts:
+        offsets.append(len(names))
+        names += [f"{name}:{label}" for label in dd["train"].features["labels"].names]
+    features = _features(names)
+    splits = [s for s in ("train", "validation", "test") if all(s in dd for _, dd in parts)]
+    dropped = sorted({s for _, dd in parts for s in dd} - set(splits))
+    if dropped:
+        logger.info("aggregation keeps the splits every set has (%s); drops %s", splits, dropped)
+    out = {}
+    for split in splits:
+        pieces = [dd[split].map(lambda b, off=off: {"labels": [x + off for x in b["labels"]]}, batched=True,
+                                features=features, keep_in_memory=True, desc=None)
+                  for (_, dd), off in zip(parts, offsets)]
+        out[split] = concatenate_datasets(pieces)
+    return DatasetDict(out)
+
+
+def get_dataset(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
+                **options) -> DatasetDict:
+    """A DatasetDict with `train`, `test` (and `validation` where the set has one), columns `text`
+    and `labels` (ClassLabel). A list of names aggregates them with label offsets.
+
+    options: `prompt` (mrpc template with {sentence1}, {sentence2}, {sep}); `shots`, `seed` (_fs sets);
+    `train_size`, `test_size`, `seed` (imdb_2k). In a list, each set takes the options it accepts."""
+    data_dir = default_data_dir(data_dir)
+    if isinstance(dataset_name, str):
+        return _load_one(dataset_name, sep_token, data_dir, options)
+    names = list(dataset_name)
+    if not names:
+        raise ValueError(f"dataset_name is an empty list; give one or more of: {', '.join(sorted(DATASETS))}")
+    for name in names:
+        _spec(name)
+    dupes = sorted(n for n, c in Counter(names).items() if c > 1)
+    if dupes:
+        raise ValueError(f"dataset(s) {dupes} listed twice in {names}; list each set once")
+    unused = set(options) - {o for n in names for o in DATASETS[n].options}
+    if unused:
+        raise ValueError(f"unknown option(s) {sorted(unused)} for {names}")
+    if len(names) == 1:
+        return _load_one(names[0], sep_token, data_dir, options)
+    per_set = {n: {k: v for k, v in options.items() if k in DATASETS[n].options} for n in names}
+    keys = [_cache_key(n, sep_token, data_dir, _resolve_options(n, per_set[n]))[0] for n in names]
+    return _cached("+".join(names), {"aggregate": keys},
+                   lambda: _aggregate([(n, _load_one(n, sep_token, data_dir, per_set[n])) for n in names]))
+
+
+def _fs_base(name: str) -> str:
+    """'acl', 'acl_fs', 'acl_sup' -> 'acl_sup'; other registry names (imdb, mrpc ...) as they are."""
+    base = name[:-3] if name.endswith("_fs") else name
+    for candidate in (f"{base}_sup", base):
+        if candidate in DATASETS and DATASETS[candidate].build is not _build_fs:
+            return candidate
+    bases = sorted({n[:-4] for n in DATASETS if n.endswith("_sup")} | {n for n in DATASETS if "_" not in n})
+    raise ValueError(f"unknown few-shot dataset {name!r}; valid: {', '.join(bases)} (with or without _sup/_fs)")
+
+
+def get_fs(name: str, sep_token: str = "<SEP>", sample_size: int = 32, seed: int = DEFAULT_SEED,
+           data_dir: Optional[str] = None, **options) -> DatasetDict:
+    """Few-shot DatasetDict: exactly `sample_size` rows in `train` (classes as even as possible, the
+    remainder to a seeded choice of classes) and in `test` (a seeded uniform sample)."""
+    base = _fs_base(name)
+    full = get_dataset(base, sep_token, data_dir, **options)
+    train, test = full["train"], full["test"]
+    names = train.features["labels"].names
+    if not isinstance(sample_size, int) or sample_size < 1:
+        raise ValueError(f"sample_size={sample_size!r}: give a positive int")
+    rng = np.random.default_rng(seed)
+    counts = np.full(len(names), sample_size // len(names))
+    counts[rng.permutation(len(names))[: sample_size % len(names)]] += 1
+    idx = _pick(train["labels"], counts.tolist(), seed, f"get_fs({name!r}, sample_size={sample_size})", names)
+    if sample_size > len(test):
+        raise ValueError(f"sample_size={sample_size} is larger than {base}'s test split ({len(test)} rows)")
+    test_idx = np.sort(rng.choice(len(test), size=sample_size, replace=False)).tolist()
+    return DatasetDict(train=train.select(idx, keep_in_memory=True), test=test.select(test_idx, keep_in_memory=True))
+
+
+# --------------------------------------------------------------------------- LLaMA-Factory exports
+SAMSUM_INSTRUCTION = "Summarize the following dialogue."
+TATQA_INSTRUCTION = ("Answer the question about the financial report below, using its table and paragraphs. "
+                     "Give only the answer: separate several answers with commas, and add the scale "
+                     "(thousand, million, billion or %) when the figure has one.")
+
+
+def _read_samsum(folder: str) -> Dict[str, List[dict]]:
+    out = {}
+    for split in ("train", "validation", "test"):
+        path = os.path.join(folder, f"{split}.csv")
+        out[split] = [{"dialogue": r["dialogue"], "summary": r["summary"]}
+                      for _, r in _read_table(path, ("id", "dialogue", "summary"))]
+    return out
+
+
+def _samsum_hub() -> Dict[str, List[dict]]:
+    from datasets import load_dataset
+
+    dd = load_dataset("knkarthick/samsum")
+    return {s: [{"dialogue": d or "", "summary": m or ""} for d, m in zip(dd[s]["dialogue"], dd[s]["summary"])]
+            for s in ("train", "validation", "test")}
+
+
+def _samsum_entries(splits: Dict[str, List[dict]]) -> Dict[str, List[dict]]:
+    return {f"samsum_{s}": [{"instruction": SAMSUM_INSTRUCTION, "input": r["dialogue"].replace("\r\n", "\n"),
+                             "output": r["summary"]} for r in recs]
+            for s, recs in splits.items()}
+
+
+def _read_tatqa(folder: str) -> Dict[str, Any]:
+    return {"train": (os.path.join(folder, "tatqa_dataset_dev.json"),
+                      _read_json(os.path.join(folder, "tatqa_dataset_dev.json"))),
+            "test": (os.path.join(folder, "tatqa_dataset_test_gold.json"),
+                     _read_json(os.path.join(folder, "tatqa_dataset_test_gold.json")))}
+
+
+def _format_number(x: Any) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def tatqa_answer(answer: Any, scale: str = "") -> str:
+    """TAT-QA answer as text: lists joined with ', ', floats without a trailing .0, scale appended
+    ('%' for percent, ' million' ...)."""
+    text = ", ".join(_format_number(a) for a in answer) if isinstance(answer, list) else _format_number(answer)
+    if not scale:
+        return text
+    return f"{text}%" if scale == "percent" else f"{text} {scale}"
+
+
+def tatqa_input(context: dict, question: str) -> str:
+    """Table rows as ' | '-joined cells, then the paragraphs in order, then the question."""
+    rows = context["table"]["table"]
+    table = "\n".join(" | ".join(str(c).strip() for c in row) for row in rows)
+    paragraphs = "\n".join(p["text"] for p in sorted(context["paragraphs"], key=lambda p: p.get("order", 0)))
+    return f"Table:\n{table}\n\nParagraphs:\n{paragraphs}\n\nQuestion: {question}"
+
+
+def _tatqa_entries(splits: Dict[str, Any]) -> Dict[str, List[dict]]:
+    out = {}
+    for split, (path, contexts) in splits.items():
+        if not isinstance(contexts, list):
+            raise ValueError(f"{path}: expected a JSON list of {{table, paragraphs, questions}}")
+        records = []
+        for i, ctx in enumerate(contexts):
+            where = f"{path} context {i}"
+            for q in sorted(_field(ctx, "questions", where), key=lambda q: q.get("order", 0)):
+                qwhere = f"{where} question {q.get('uid', '?')}"
+                records.append({"instruction": TATQA_INSTRUCTION,
+                                "input": tatqa_input(ctx, _field(q, "question", qwhere)),
+                                "output": tatqa_answer(_field(q, "answer", qwhere), q.get("scale", ""))})
+        out[f"tatqa_{split}"] = records
+    return out
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    release: Release
+    entries: Callable[[Any], Dict[str, List[dict]]]   # raw splits -> entry name -> alpaca records
+
+
+EXPORTS: Dict[str, ExportSpec] = {
+    "samsum": ExportSpec(Release("samsum", ("train.csv", "validation.csv", "test.csv"), _read_samsum,
+                                 "the SAMSum CSVs of knkarthick/samsum (id, dialogue, summary)",
+                                 HubCopy("knkarthick/samsum", loader=_samsum_hub)), _samsum_entries),
+    "tatqa": ExportSpec(Release("tatqa", ("tatqa_dataset_dev.json", "tatqa_dataset_test_gold.json"), _read_tatqa,
+                                "TAT-QA from https://github.com/NExTplusplus/TAT-QA (dataset_raw/)"), _tatqa_entries),
+}
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, ensure_ascii=False, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
+def export_llamafactory(name: str, out_dir: str = "lf_data", data_dir: Optional[str] = None,
+                        max_samples: Optional[int] = None) -> List[str]:
+    """Write alpaca JSON files `out_dir/<entry>.json` and merge their entries into
+    `out_dir/dataset_info.json`; `name` is samsum, tatqa or all. Returns the entry names written."""
+    names = sorted(EXPORTS) if name == "all" else [name]
+    unknown = [n for n in names if n not in EXPORTS]
+    if unknown:
+        raise ValueError(f"unknown export {name!r}; valid: {', '.join(sorted(EXPORTS))}, all")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples={max_samples}: give a positive number (or leave it out for all rows)")
+    data_dir = default_data_dir(data_dir)
+    if _inside(out_dir, data_dir):
+        raise ValueError(f"--out {out_dir!r} is inside the data directory {data_dir!r}, which is read-only; "
+                         "choose another folder (default lf_data)")
+    entries: Dict[str, List[dict]] = {}
+    for n in names:  # read everything before writing anything
+        spec = EXPORTS[n]
+        _, reader = _source(n, spec.release, data_dir)
+        entries.update(spec.entries(reader()))
+    os.makedirs(out_dir, exist_ok=True)
+    info_path = os.path.join(out_dir, "dataset_info.json")
+    info = _read_json(info_path) if os.path.isfile(info_path) else {}
+    if not isinstance(info, dict):
+        raise ValueError(f"{info_path}: expected a JSON object of dataset entries")
+    for entry, records in entries.items():
+        _write_json_atomic(os.path.join(out_dir, f"{entry}.json"), records[:max_samples])
+        info[entry] = {"file_name": f"{entry}.json", "formatting": "alpaca",
+                       "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
+    _write_json_atomic(info_path, info)
+    return list(entries)
+
+
+# --------------------------------------------------------------------------- describe / CLI
+def _percentiles(values: Sequence[int]) -> str:
+    if not values:
+        return "-"
+    p = np.percentile(values, [50, 90, 95, 99])
+    return "  ".join(f"{v:7.0f}" for v in p) + f"  {max(values):7d}"
+
+
+def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_dir: Optional[str] = None,
+             sep_token: Optional[str] = None, max_rows: int = 5000, **options) -> str:
+    """Split sizes, label distribution and token-length percentiles of a data set, as text."""
+    from transformers import AutoTokenizer
+
+    from models import resolve_model_name
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
+    sep = sep_token or tok.sep_token or "<SEP>"
+    start = time.perf_counter()
+    dd = get_dataset(name, sep, data_dir, **options)
+    seconds = time.perf_counter() - start
+    names = dd["train"].features["labels"].names
+    title = name if isinstance(name, str) else ",".join(name)
+    lines = [f"{title}  (data dir {default_data_dir(data_dir)}, sep_token {sep!r}, loaded in {seconds:.2f} s)",
+             f"labels ({len(names)}): {', '.join(names)}", "",
+             "split        rows  " + "  ".join(f"{n[:14]:>14}" for n in names)]
+    for split, ds in dd.items():
+        counts = np.bincount(list(ds["labels"]), minlength=len(names))
+        lines.append(f"{split:10} {len(ds):6d}  " + "  ".join(f"{c:6d} ({c / max(len(ds), 1):5.1%})" for c in counts))
+    lines += ["", f"tokens ({tokenizer}, special tokens included; up to {max_rows or 'all'} rows per split)",
+              "split          p50      p90      p95      p99      max"]
+    for split, ds in dd.items():
+        rows = ds if not max_rows or len(ds) <= max_rows else ds.shuffle(seed=0, keep_in_memory=True).select(range(max_rows))
+        lengths = [len(ids) for ids in tok(list(rows["text"]), add_special_tokens=True)["input_ids"]]
+        lines.append(f"{split:10} {_percentiles(lengths)}")
+    lines.append(f"\nexample: {dd['train'][0]['text'][:200]!r} -> {names[dd['train'][0]['labels']]}")
+    return "\n".join(lines)
+
+
+def timeit(names: Sequence[str], data_dir: Optional[str] = None) -> List[Tuple[str, float, float, float]]:
+    """(name, first call, second call in-process, call from the disk cache) seconds per set."""
+    out = []
+    for name in names:
+        t0 = time.perf_counter()
+        get_dataset(name, "[SEP]", data_dir)
+        t1 = time.perf_counter()
+        get_dataset(name, "[SEP]", data_dir)
+        t2 = time.perf_counter()
+        clear_cache(memory=True)
+        get_dataset(name, "[SEP]", data_dir)
+        t3 = time.perf_counter()
+        out.append((name, t1 - t0, t2 - t1, t3 - t2))
+    return out
+
+
+def _parse_options(pairs: Sequence[str]) -> Dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq:
+            raise ValueError(f"--option {pair!r}: write KEY=VALUE, e.g. shots=8")
+        options[key] = int(value) if value.lstrip("-").isdigit() else value
+    return options
+
+
+def _cmd_describe(args) -> int:
+    names = args.name.split(",") if "," in args.name else args.name
+    print(describe(names, args.tokenizer, args.data_dir, args.sep_token, args.max_rows, **_parse_options(args.option)))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    written = export_llamafactory(args.name, args.out, args.data_dir, args.max_samples)
+    for entry in written:
+        print(f"{os.path.join(args.out, entry + '.json')}")
+    print(f"entries {', '.join(written)} merged into {os.path.join(args.out, 'dataset_info.json')}")
+    return 0
+
+
+def _cmd_timeit(args) -> int:
+    names = args.names or list(DATASETS)
+    for name in names:
+        _spec(name)
+    if args.fresh:  # a cold start: an empty on-disk cache for this run
+        os.environ["FTLAB_CACHE"] = tempfile.mkdtemp(prefix="ftlab-timeit-")
+    print(f"{'dataset':16} {'first s':>8} {'second s':>9} {'disk s':>8}   (cache {cache_dir()})")
+    for name, first, second, disk in timeit(names, args.data_dir):
+        print(f"{name:16} {first:8.3f} {second:9.4f} {disk:8.3f}")
+    if args.fresh:
+        shutil.rmtree(os.path.dirname(cache_dir()), ignore_errors=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataHelper.py", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("describe", help="split sizes, label distribution, token-length percentiles")
+    p.add_argument("name", help=f"a dataset name or comma-separated list: {', '.join(DATASETS)}")
+    p.add_argument("--tokenizer", default="minilm", help="tokenizer for the lengths (embedded name or path)")
+    p.add_argument("--data_dir", default=None, help="data directory (default $DATA_DIR, else ./data)")
+    p.add_argument("--sep_token", default=None, help="separator (default: the tokenizer's sep token)")
+    p.add_argument("--max_rows", type=int, default=5000, help="rows per split to tokenize (0 = all)")
+    p.add_argument("--option", action="append", default=[], help="dataset option KEY=VALUE, e.g. shots=8")
+    p.set_defaults(func=_cmd_describe)
+    p = sub.add_parser("export", help="alpaca JSON + dataset_info.json for LLaMA-Factory")
+    p.add_argument("name", help="samsum, tatqa or all")
+    p.add_argument("--out", default="lf_data", help="output folder (a LLaMA-Factory dataset_dir)")
+    p.add_argument("--data_dir", default=None, help="data directory (default $DATA_DIR, else ./data)")
+    p.add_argument("--max_samples", type=int, default=None, help="keep the first N rows of each split")
+    p.set_defaults(func=_cmd_export)
+    p = sub.add_parser("timeit", help="print first / second / disk-cache load times per set")
+    p.add_argument("names", nargs="*", help="dataset names (default: all)")
+    p.add_argument("--data_dir", default=None, help="data directory (default $DATA_DIR, else ./data)")
+    p.add_argument("--fresh", action="store_true", help="time a cold start with an empty on-disk cache")
+    p.set_defaults(func=_cmd_timeit)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
