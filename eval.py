@@ -1,0 +1,307 @@
+"""Score generated text against references: BLEU-4, ROUGE-L, BERTScore (and corpus BLEU in the CLI).
+
+    uv run eval.py saves/samsum/predict/generated_predictions.jsonl [--out metrics.json]
+        [--bertscore_model facebook/bart-large | --no_bertscore]
+
+Reads LLaMA-Factory's `generated_predictions.jsonl` (one `{"prompt", "predict", "label"}` object
+a line), prints a table and writes the metrics as JSON (atomically). Every metric is a float in
+[0, 1] and counts *words*, never characters (LLaMA-Factory's own scorer counts BLEU on characters).
+
+Definitions (the course's):
+- `compute_bleu`: the mean over pairs of nltk's sentence-level BLEU-4 (uniform weights) on
+  whitespace tokens, case-sensitive, no smoothing. Without smoothing a pair with no matching
+  4-gram (e.g. any candidate shorter than 4 words) scores ~0: nltk returns 0 (no unigram match)
+  or a tiny float (1e-77 with one n-gram order unmatched, 1e-155 with two) after its "0 counts of
+  n-gram overlaps" warning, which we silence. So short outputs pull the mean down hard;
+  `corpus_bleu` (sacrebleu) pools n-gram counts over the whole set and is the figure papers quote.
+- `compute_rouge`: the mean over pairs of rouge-score's ROUGE-L F1 (longest common subsequence;
+  its tokenizer lowercases and keeps only [a-z0-9] runs; Porter stemming on by default).
+- `compute_bertscore`: the mean over pairs of bert-score's F1 (greedy cosine matching of
+  contextual token embeddings), scorer `facebook/bart-large` by default; any local model folder
+  or Hub id works (offline: a local folder, e.g. the name `minilm`).
+A pair whose prediction or reference is empty scores 0 (with one warning for all such pairs).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+logger = logging.getLogger("eval")
+
+DEFAULT_BERTSCORE_MODEL = "facebook/bart-large"
+
+# Scores one list of non-empty pairs -> one score per pair.
+PairScorer = Callable[[List[str], List[str]], List[float]]
+
+
+# ---------------------------------------------------------------- input checks and the pair loop
+def _check_pairs(references: Sequence[str], candidates: Sequence[str]) -> None:
+    if len(references) != len(candidates):
+        raise ValueError(
+            f"references has {len(references)} items but candidates has {len(candidates)}: "
+            "pass one candidate per reference")
+    if len(references) == 0:
+        raise ValueError("no pairs to score: references and candidates are empty")
+    for name, items in (("references", references), ("candidates", candidates)):
+        bad = next((i for i, x in enumerate(items) if x is not None and not isinstance(x, str)), None)
+        if bad is not None:
+            raise ValueError(f"{name}[{bad}] is {type(items[bad]).__name__}, not str: pass text")
+
+
+def _mean_over_pairs(references: Sequence[str], candidates: Sequence[str], scorer: PairScorer,
+                     metric: str) -> float:
+    """Mean of `scorer` over all pairs; pairs with an empty side score 0 (one warning)."""
+    _check_pairs(references, candidates)
+    keep = [i for i, (r, c) in enumerate(zip(references, candidates))
+            if r is not None and c is not None and r.strip() and c.strip()]
+    n_empty = len(references) - len(keep)
+    if n_empty:
+        logger.warning("%s: %d of %d pairs have an empty prediction or reference; they score 0",
+                       metric, n_empty, len(references))
+    if not keep:
+        return 0.0
+    scores = scorer([references[i] for i in keep], [candidates[i] for i in keep])
+    return float(sum(scores)) / len(references)
+
+
+# ---------------------------------------------------------------- BLEU
+def _bleu_pairs(references: List[str], candidates: List[str]) -> List[float]:
+    from nltk.translate.bleu_score import sentence_bleu
+
+    with warnings.catch_warnings():
+        # nltk warns once per pair without a matching n-gram order; the module doc explains the ~0.
+        warnings.simplefilter("ignore", UserWarning)
+        return [sentence_bleu([r.split()], c.split()) for r, c in zip(references, candidates)]
+
+
+def compute_bleu(references: Sequence[str], candidates: Sequence[str]) -> float:
+    """Mean sentence-level BLEU-4 (nltk, whitespace tokens, no smoothing), in [0, 1]."""
+    return _mean_over_pairs(references, candidates, _bleu_pairs, "BLEU")
+
+
+def compute_corpus_bleu(references: Sequence[str], candidates: Sequence[str]) -> float:
+    """sacrebleu's corpus BLEU (13a tokenizer, pooled n-gram counts), scaled to [0, 1]."""
+    import sacrebleu
+
+    _check_pairs(references, candidates)
+    return sacrebleu.corpus_bleu([c or "" for c in candidates], [[r or "" for r in references]]).score / 100
+
+
+# ---------------------------------------------------------------- ROUGE-L
+def compute_rouge(references: Sequence[str], candidates: Sequence[str], use_stemmer: bool = True) -> float:
+    """Mean ROUGE-L F1 (rouge-score), in [0, 1]."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=use_stemmer)
+
+    def pairs(refs: List[str], cands: List[str]) -> List[float]:
+        return [scorer.score(r, c)["rougeL"].fmeasure for r, c in zip(refs, cands)]
+
+    return _mean_over_pairs(references, candidates, pairs, "ROUGE-L")
+
+
+# ---------------------------------------------------------------- BERTScore
+def _resolve_scorer(model: str) -> str:
+    """Embedded names (`minilm`) -> their local folder; Hub ids and paths pass through."""
+    try:
+        from models import resolve_model_name
+    except ImportError:  # eval.py copied on its own next to the predictions
+        return model
+    return resolve_model_name(model)
+
+
+def bertscore_num_layers(model: str) -> int:
+    """The layer whose embeddings bert-score compares.
+
+    Known scorers use bert-score's tuned layer (bart-large: 10 of 12); for any other model
+    (a local folder, a new Hub id) bert-score has no entry and would raise KeyError, so we use
+    its last layer: config.num_hidden_layers (BERT, Qwen, ...), encoder_layers (BART: only the
+    encoder runs) or n_layers (DistilBERT).
+    """
+    from bert_score.utils import model2layers
+    from transformers import AutoConfig
+
+    if model in model2layers:
+        return model2layers[model]
+    config = AutoConfig.from_pretrained(model)
+    for attr in ("encoder_layers", "num_hidden_layers", "n_layers"):
+        if isinstance(getattr(config, attr, None), int):
+            return getattr(config, attr)
+    raise ValueError(f"cannot tell the number of layers of BERTScore model {model!r}: pass num_layers")
+
+
+def compute_bertscore(references: Sequence[str], candidates: Sequence[str],
+                      model: str = DEFAULT_BERTSCORE_MODEL, num_layers: Optional[int] = None,
+                      batch_size: int = 32, device: Optional[str] = None) -> float:
+    """Mean BERTScore F1 with scoring model `model` (Hub id, local folder or `minilm`), in [0, 1].
+
+    Pairs go through the model `batch_size` at a time. Per-pair F1 is a cosine similarity, in
+    [-1, 1] in theory; we clip it to [0, 1] (a negative match is as good as none).
+    """
+    path = _resolve_scorer(model)
+
+    def pairs(refs: List[str], cands: List[str]) -> List[float]:
+        from bert_score import BERTScorer
+
+        try:
+            layers = num_layers if num_layers is not None else bertscore_num_layers(path)
+            scorer = BERTScorer(model_type=path, num_layers=layers, batch_size=batch_size, device=device)
+        except OSError as exc:  # not on disk and no Hub access
+            raise ValueError(
+                f"cannot load BERTScore model {model!r} ({str(exc).splitlines()[0]}); offline, pass a "
+                "local model folder (--bertscore_model minilm) or --no_bertscore") from exc
+        # Some saved tokenizers carry model_max_length = 1e30; truncate at the model's positions.
+        max_pos = getattr(scorer._model.config, "max_position_embeddings", None)
+        if max_pos and scorer._tokenizer.model_max_length > max_pos:
+            scorer._tokenizer.model_max_length = max_pos
+        _, _, f1 = scorer.score(cands, refs, batch_size=batch_size)  # f1: (n_pairs,)
+        return f1.clamp(0.0, 1.0).tolist()
+
+    return _mean_over_pairs(references, candidates, pairs, "BERTScore")
+
+
+# ---------------------------------------------------------------- predictions file
+def load_predictions(path: str, pred_field: str = "predict", label_field: str = "label"):
+    """Read LLaMA-Factory's generated_predictions.jsonl -> (references, candidates)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"predictions file {path!r} not found: pass the generated_predictions.jsonl "
+                                "written by `llamafactory-cli train <predict yaml>`")
+    refs, cands = [], []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not a JSON object ({exc.msg})") from None
+            missing = [k for k in (pred_field, label_field) if not isinstance(row, dict) or k not in row]
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing field(s) {missing}; each line needs "
+                                 f"{pred_field!r} and {label_field!r} (set --pred_field/--label_field)")
+            # LLaMA-Factory's labels end with the template's "\n" after the end-of-turn token.
+            cands.append((row[pred_field] or "").strip())
+            refs.append((row[label_field] or "").strip())
+    if not refs:
+        raise ValueError(f"predictions file {path!r} has no lines to score")
+    return refs, cands
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Temp file in the same folder + os.replace: readers never see half a file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ---------------------------------------------------------------- CLI
+@dataclass
+class EvalArgs:
+    predictions: str = field(metadata={"help": "LLaMA-Factory generated_predictions.jsonl", "positional": True})
+    out: Optional[str] = field(default=None, metadata={
+        "help": "metrics JSON to write (default: metrics.json next to the predictions file)"})
+    bertscore_model: str = field(default=DEFAULT_BERTSCORE_MODEL, metadata={
+        "help": "BERTScore scoring model: Hub id, local folder or an embedded name (minilm)"})
+    no_bertscore: bool = field(default=False, metadata={"help": "skip BERTScore (no scoring model needed)"})
+    bertscore_num_layers: Optional[int] = field(default=None, metadata={
+        "help": "layer to score with (default: bert-score's tuned layer, else the last layer)"})
+    bertscore_batch_size: int = field(default=32, metadata={"help": "pairs per BERTScore forward pass"})
+    pred_field: str = field(default="predict", metadata={"help": "JSON field holding the prediction"})
+    label_field: str = field(default="label", metadata={"help": "JSON field holding the reference"})
+
+
+def parse_args(argv: Optional[List[str]] = None) -> EvalArgs:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(EvalArgs):
+        help_ = f.metadata["help"]
+        if f.metadata.get("positional"):
+            parser.add_argument(f.name, help=help_)
+        elif f.type == "bool":
+            parser.add_argument(f"--{f.name}", action="store_true", help=help_)
+        else:
+            kind = int if "int" in f.type else str
+            parser.add_argument(f"--{f.name}", type=kind, default=f.default, help=help_)
+    ns = parser.parse_args(argv)
+    if ns.no_bertscore and ns.bertscore_model != DEFAULT_BERTSCORE_MODEL:
+        parser.error("--bertscore_model and --no_bertscore exclude each other: pass one")
+    return EvalArgs(**vars(ns))
+
+
+def score_all(references: List[str], candidates: List[str], args: EvalArgs) -> Dict[str, object]:
+    """Every metric, with the seconds each took (library imports timed on their own)."""
+    metrics: Dict[str, object] = {"n": len(references),
+                                  "empty_predictions": sum(not c.strip() for c in candidates),
+                                  "empty_references": sum(not r.strip() for r in references)}
+    steps: Dict[str, Callable[[], object]] = {
+        # nltk pulls in scipy/sklearn/pandas (seconds on a busy CPU): timed apart from the scoring.
+        "imports": lambda: [importlib.import_module(m) for m in
+                            ("nltk.translate.bleu_score", "rouge_score.rouge_scorer", "sacrebleu")],
+        "bleu": lambda: compute_bleu(references, candidates),
+        "rouge_l": lambda: compute_rouge(references, candidates),
+        "corpus_bleu": lambda: compute_corpus_bleu(references, candidates),
+    }
+    if not args.no_bertscore:
+        steps["bertscore_f1"] = lambda: compute_bertscore(
+            references, candidates, args.bertscore_model, args.bertscore_num_layers, args.bertscore_batch_size)
+        metrics["bertscore_model"] = args.bertscore_model
+    seconds = {}
+    for name, fn in steps.items():
+        start = time.perf_counter()
+        value = fn()
+        if name != "imports":
+            metrics[name] = value
+        seconds[name] = round(time.perf_counter() - start, 3)
+    metrics["seconds"] = seconds
+    return metrics
+
+
+def format_table(metrics: Dict[str, object]) -> str:
+    names = {"bleu": "BLEU-4 (mean sentence, nltk)", "rouge_l": "ROUGE-L F1", "corpus_bleu":
+             "corpus BLEU (sacrebleu)", "bertscore_f1": f"BERTScore F1 ({metrics.get('bertscore_model')})"}
+    rows = [(label, metrics[key]) for key, label in names.items() if key in metrics]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    lines += [f"{label:<{width}}  {value:.4f}" for label, value in rows]
+    lines.append(f"({metrics['n']} pairs, {metrics['empty_predictions']} empty predictions)")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        references, candidates = load_predictions(args.predictions, args.pred_field, args.label_field)
+        metrics = score_all(references, candidates, args)
+        metrics["predictions"] = os.path.abspath(args.predictions)
+        out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.predictions)), "metrics.json")
+        write_json_atomic(out, metrics)
+    except (ValueError, OSError) as exc:  # OSError: FileNotFoundError, an unwritable --out
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_table(metrics))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
