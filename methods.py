@@ -1,0 +1,315 @@
+"""Fine-tuning methods: what each one changes when the model is loaded and after it is loaded.
+
+`METHODS` maps a name to a `Method`:
+
+- `full`: every parameter trains.
+- `head`: only the classification head trains, i.e. every parameter that
+  `AutoModelForSequenceClassification` adds on top of `model.base_model` (BERT: `classifier`;
+  DistilBERT: `pre_classifier` + `classifier`; BART: `classification_head`; Qwen2/Llama: `score`).
+  BERT's `pooler` belongs to the pretrained base model and stays frozen.
+- `lora`: peft LoRA (task SEQ_CLS) on the target modules; the head trains too.
+- `lora_scratch`: `LoRALinear` below (Hu et al. 2021, arXiv:2106.09685) on the same targets; the
+  head trains too.
+- `adapter`: bottleneck adapters from the `adapters` library (`pfeiffer` = seq_bn, `houlsby` =
+  double_seq_bn) with a reduction factor; the head trains too.
+- `qlora`: 4-bit NF4 base with double quantization (bitsandbytes, bf16 compute), k-bit preparation,
+  peft LoRA, paged 8-bit AdamW. CUDA only.
+
+A new method: one `apply_*` function + one registry line + a test of which parameters train.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class MethodArguments:
+    """Which fine-tuning method to use and its settings (flags of train.py)."""
+
+    method: str = field(default="lora", metadata={
+        "help": "Fine-tuning method: full, head, lora, lora_scratch, adapter or qlora."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank r (lora, lora_scratch, qlora)."})
+    lora_alpha: float = field(default=16, metadata={
+        "help": "LoRA alpha; the update is scaled by alpha / r."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch input."})
+    lora_target_modules: Optional[str] = field(default=None, metadata={
+        "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'); default: peft's "
+                "per-architecture default (query/value projections)."})
+    adapter_config: str = field(default="pfeiffer", metadata={
+        "help": "Bottleneck adapter config: pfeiffer (seq_bn, one adapter per layer after the FFN) or "
+                "houlsby (double_seq_bn, after attention and after the FFN)."})
+    reduction_factor: int = field(default=16, metadata={
+        "help": "Adapter bottleneck size = hidden size / reduction_factor."})
+
+
+# ---------------------------------------------------------------- parameter helpers
+
+def count_parameters(model: nn.Module) -> Tuple[int, int]:
+    """(trainable, total) parameter counts; shared (tied) tensors are counted once."""
+    seen, trainable, total = set(), 0, 0
+    for p in model.parameters():
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if p.requires_grad:
+            trainable += p.numel()
+    return trainable, total
+
+
+def head_module_names(model: nn.Module) -> List[str]:
+    """Top-level children holding parameters outside `model.base_model`: the task head."""
+    base = model.base_model
+    return [name for name, child in model.named_children()
+            if child is not base and any(True for _ in child.parameters())]
+
+
+def linear_module_names(model: nn.Module) -> List[str]:
+    """Sorted distinct last name parts of every nn.Linear, e.g. ['dense', 'query', 'value']."""
+    return sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, nn.Linear)})
+
+
+def _matches(module_name: str, targets: List[str]) -> bool:
+    # peft's rule for a list of targets: exact name or a dotted suffix.
+    return any(module_name == t or module_name.endswith("." + t) for t in targets)
+
+
+# Attention query/value projections of architectures peft has no default for.
+EXTRA_DEFAULT_TARGETS = {"distilbert": ["q_lin", "v_lin"]}
+
+
+def resolve_target_modules(model: nn.Module, targets: Optional[str]) -> List[str]:
+    """Target module names from a comma-separated string or peft's per-architecture default.
+
+    Raises ValueError naming the Linear modules that exist when a target matches nothing.
+    """
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+
+    if targets:
+        names = [t.strip() for t in targets.split(",") if t.strip()]
+    else:
+        model_type = model.config.model_type
+        if model_type not in DEFAULTS and model_type not in EXTRA_DEFAULT_TARGETS:
+            raise ValueError(f"no default LoRA target modules for model type {model_type!r}: pass "
+                             f"--lora_target_modules (Linear modules here: {', '.join(linear_module_names(model))})")
+        names = list(DEFAULTS.get(model_type) or EXTRA_DEFAULT_TARGETS[model_type])
+    base_linear = [n for n, m in model.base_model.named_modules() if isinstance(m, nn.Linear)]
+    missing = [t for t in names if not any(_matches(n, [t]) for n in base_linear)]
+    if missing:
+        raise ValueError(f"LoRA target modules {missing} match no Linear module of the model; "
+                         f"existing Linear module names: {', '.join(linear_module_names(model.base_model))}")
+    return names
+
+
+def set_trainable(model: nn.Module, predicate: Callable[[str], bool]) -> None:
+    """requires_grad = predicate(parameter name) for every parameter."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(predicate(name))
+
+
+def _in_head(model: nn.Module) -> Callable[[str], bool]:
+    heads = head_module_names(model)
+    return lambda name: name.split(".", 1)[0] in heads
+
+
+# ---------------------------------------------------------------- LoRA from scratch
+
+class LoRALinear(nn.Module):
+    """y = W0 x + (alpha / r) * B A dropout(x), with W0 frozen (Hu et al. 2021, eq. 3).
+
+    A: (r, in) Kaiming-uniform, B: (out, r) zeros, so the wrapped layer equals the base at init.
+    `merge()` folds B A into W0 for inference (no extra latency); `unmerge()` takes it out again.
+    Both are idempotent.
+    """
+
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16, dropout: float = 0.0):
+        super().__init__()
+        if r <= 0:
+            raise ValueError(f"LoRA rank must be positive, got r={r}")
+        self.base = base
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, dtype=base.weight.dtype))
+        self.lora_B = nn.Parameter(torch.empty(base.out_features, r, dtype=base.weight.dtype))
+        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.base.weight.requires_grad_(False)
+        if self.base.bias is not None:
+            self.base.bias.requires_grad_(False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # Same init as nn.Linear for A; B = 0 makes the update B A zero at the start.
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B)
+
+    @property
+    def weight(self) -> torch.Tensor:  # code that reads `proj.weight` (dtype, device) keeps working
+        return self.base.weight
+
+    @property
+    def bias(self) -> Optional[torch.Tensor]:
+        return self.base.bias
+
+    def delta_weight(self) -> torch.Tensor:
+        return (self.lora_B @ self.lora_A) * self.scaling  # (out, r) @ (r, in) -> (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (..., in) -> (..., out)
+        out = self.base(x)
+        if self.merged:
+            return out
+        return out + (self.lora_dropout(x) @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self.merged = False
+
+
+def lora_layers(model: nn.Module) -> List[LoRALinear]:
+    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def merge_lora(model: nn.Module) -> None:
+    for m in lora_layers(model):
+        m.merge()
+
+
+def unmerge_lora(model: nn.Module) -> None:
+    for m in lora_layers(model):
+        m.unmerge()
+
+
+# ---------------------------------------------------------------- apply functions (after load)
+
+def apply_full(model, args: MethodArguments):
+    set_trainable(model, lambda name: True)
+    return model
+
+
+def apply_head(model, args: MethodArguments):
+    set_trainable(model, _in_head(model))
+    return model
+
+
+def apply_lora(model, args: MethodArguments):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = resolve_target_modules(model, args.lora_target_modules)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=args.lora_alpha,
+                        lora_dropout=args.lora_dropout, target_modules=targets,
+                        # the whole head (not only peft's default "classifier"/"score") trains and is saved
+                        modules_to_save=head_module_names(model))
+    return get_peft_model(model, config)
+
+
+def apply_lora_scratch(model, args: MethodArguments):
+    targets = resolve_target_modules(model, args.lora_target_modules)
+    set_trainable(model, _in_head(model))
+    wrapped = [(name, m) for name, m in model.base_model.named_modules()
+               if isinstance(m, nn.Linear) and _matches(name, targets)]
+    for name, linear in wrapped:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.base_model.get_submodule(parent_name) if parent_name else model.base_model
+        setattr(parent, child, LoRALinear(linear, args.lora_r, args.lora_alpha, args.lora_dropout))
+    logger.info("lora_scratch wrapped %d Linear modules (%s)", len(wrapped), ", ".join(targets))
+    return model
+
+
+ADAPTER_CONFIGS = {"pfeiffer": "SeqBnConfig", "seq_bn": "SeqBnConfig",
+                   "houlsby": "DoubleSeqBnConfig", "double_seq_bn": "DoubleSeqBnConfig"}
+ADAPTER_NAME = "ftlab"
+
+
+def apply_adapter(model, args: MethodArguments):
+    import adapters
+
+    if args.adapter_config not in ADAPTER_CONFIGS:
+        raise ValueError(f"unknown --adapter_config {args.adapter_config!r}; valid: {', '.join(ADAPTER_CONFIGS)}")
+    model_type = model.config.model_type
+    try:
+        adapters.init(model)
+    except (ValueError, KeyError, AttributeError) as e:
+        raise ValueError(f"the adapters library does not support model type {model_type!r} ({e}); "
+                         f"use --method lora") from e
+    config = getattr(adapters, ADAPTER_CONFIGS[args.adapter_config])(reduction_factor=args.reduction_factor)
+    model.add_adapter(ADAPTER_NAME, config=config)
+    model.train_adapter(ADAPTER_NAME)  # freezes model.base_model except the adapter
+    for name, p in model.named_parameters():  # the HF head lives outside base_model: make sure it trains
+        if _in_head(model)(name):
+            p.requires_grad_(True)
+    return model
+
+
+def check_cuda(method: str) -> None:
+    if not torch.cuda.is_available():
+        raise ValueError(f"method {method!r} needs a CUDA GPU (bitsandbytes 4-bit weights); "
+                         "on CPU use --method lora")
+
+
+def qlora_load_kwargs(args: MethodArguments) -> dict:
+    from transformers import BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=torch.bfloat16)
+    return {"quantization_config": quant, "torch_dtype": torch.bfloat16}
+
+
+def apply_qlora(model, args: MethodArguments):
+    from peft import prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return apply_lora(model, args)
+
+
+def _lora_settings(args: MethodArguments) -> dict:
+    return {"lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout,
+            "lora_target_modules": args.lora_target_modules or "default"}
+
+
+def _adapter_settings(args: MethodArguments) -> dict:
+    return {"adapter_config": args.adapter_config, "reduction_factor": args.reduction_factor}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One fine-tuning method: load-time changes, post-load changes, settings for run.json."""
+
+    name: str
+    apply: Callable  # (model, MethodArguments) -> model with the right parameters trainable
+    learning_rate: float  # default when --learning_rate is not given
+    settings: Callable[[MethodArguments], dict] = lambda args: {}
+    load_kwargs: Callable[[MethodArguments], dict] = lambda args: {}  # extra from_pretrained kwargs
+    check: Callable[[str], None] = lambda name: None  # raises ValueError when it cannot run here
+    training_overrides: Dict[str, object] = field(default_factory=dict)  # TrainingArguments values
+
+
+METHODS: Dict[str, Method] = {m.name: m for m in [
+    Method("full", apply_full, learning_rate=5e-5),
+    Method("head", apply_head, learning_rate=1e-3),
+    Method("lora", apply_lora, learning_rate=5e-4, settings=_lora_settings),
+    Method("lora_scratch", apply_lora_scratch, learning_rate=5e-4, settings=_lora_settings),
+    Method("adapter", apply_adapter, learning_rate=5e-4, settings=_adapter_settings),
+    Method("qlora", apply_qlora, learning_rate=2e-4, settings=_lora_settings, load_kwargs=qlora_load_kwargs,
+           check=check_cuda, training_overrides={"optim": "paged_adamw_8bit"}),
+]}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+    return METHODS[name]

@@ -1,0 +1,198 @@
+"""methods.py on tiny random models: which parameters train, how many, and LoRA-from-scratch maths.
+
+Tiny models (tests/tiny.py): hidden d = 32, 2 transformer layers (BART: 1 encoder + 1 decoder),
+3 labels here. Qwen2/Llama: 4 query heads and 2 key/value heads of size 8, so v_proj is 32 -> 16.
+"""
+import pytest
+import torch
+from torch import nn
+
+import methods
+from methods import LoRALinear, MethodArguments, count_parameters, get_method
+from train import get_model
+
+D, LABELS, R, RF = 32, 3, 8, 16
+BOTTLENECK = D // RF  # 2
+
+# Hand-computed per architecture: head parameters and the (in, out) shapes LoRA wraps by default.
+HEAD = {
+    "bert": D * LABELS + LABELS,                                # classifier
+    "distilbert": (D * D + D) + (D * LABELS + LABELS),          # pre_classifier + classifier
+    "bart": (D * D + D) + (D * LABELS + LABELS),                # classification_head.dense + out_proj
+    "qwen2": D * LABELS,                                        # score (no bias)
+    "llama": D * LABELS,
+}
+LORA_SHAPES = {
+    "bert": [(D, D)] * 4,             # query, value x 2 layers
+    "distilbert": [(D, D)] * 4,       # q_lin, v_lin x 2 layers
+    "bart": [(D, D)] * 6,             # q_proj, v_proj in encoder self-attn, decoder self- and cross-attn
+    "qwen2": [(D, D), (D, 16)] * 2,   # q_proj 32->32, v_proj 32->16 (GQA) x 2 layers
+    "llama": [(D, D), (D, 16)] * 2,
+}
+ADAPTER_LAYERS = 2  # BART: 1 encoder + 1 decoder layer
+# One bottleneck adapter: down (d x b + b) + up (b x d + d).
+ONE_ADAPTER = (D * BOTTLENECK + BOTTLENECK) + (BOTTLENECK * D + D)
+KINDS = list(HEAD)
+TRAINED = ["full", "head", "lora", "lora_scratch", "adapter"]
+
+
+def expected_trainable(kind: str, method: str, total: int, adapter_config: str = "pfeiffer") -> int:
+    if method == "full":
+        return total
+    if method == "head":
+        return HEAD[kind]
+    if method in ("lora", "lora_scratch"):
+        return sum(R * (i + o) for i, o in LORA_SHAPES[kind]) + HEAD[kind]  # A: r x in, B: out x r
+    per_layer = {"pfeiffer": 1, "houlsby": 2}[adapter_config]  # houlsby: after attention and after FFN
+    return ADAPTER_LAYERS * per_layer * ONE_ADAPTER + HEAD[kind]
+
+
+@pytest.fixture(scope="module")
+def load(tiny_models):
+    def _load(kind: str):
+        torch.manual_seed(0)
+        tokenizer, model = get_model(tiny_models(kind), LABELS)
+        return tokenizer, model
+    return _load
+
+
+def batch(tokenizer, kind: str = "bert"):
+    texts = ["The food was great", "the service was slow and the waiter was rude", "I love this laptop",
+             "a terrible ending"]
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    enc["labels"] = torch.tensor([0, 1, 2, 1])
+    if kind != "bert":  # the byte-level tiny tokenizers return token_type_ids their models do not take
+        enc.pop("token_type_ids", None)
+    return enc
+
+
+def train_steps(model, enc, steps: int = 3):
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        loss = model(**enc).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return loss.item()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", TRAINED)
+def test_method_trains_only_intended_parameters(load, kind, method):
+    tokenizer, model = load(kind)
+    args = MethodArguments(method=method)
+    model = get_method(method).apply(model, args)
+    trainable, total = count_parameters(model)
+    assert trainable == expected_trainable(kind, method, total)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
+    loss = train_steps(model, batch(tokenizer, kind))
+    assert loss == loss  # not NaN
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed == trainable_names
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_houlsby_adapter_count(load, kind):
+    _, model = load(kind)
+    model = get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config="houlsby"))
+    trainable, total = count_parameters(model)
+    assert trainable == expected_trainable(kind, "adapter", total, "houlsby")
+
+
+def test_lora_rank_and_targets_change_count(load):
+    _, model = load("bert")
+    args = MethodArguments(method="lora", lora_r=4, lora_target_modules="query,key,value")
+    model = get_method("lora").apply(model, args)
+    assert count_parameters(model)[0] == 6 * 4 * (D + D) + HEAD["bert"]
+
+
+def test_lora_scratch_equals_base_at_init_and_merge_is_exact(load):
+    tokenizer, model = load("bert")
+    enc = batch(tokenizer)
+    enc.pop("labels")
+    model.eval()
+    with torch.no_grad():
+        base = model(**enc).logits
+        model = get_method("lora_scratch").apply(model, MethodArguments(method="lora_scratch"))
+        model.eval()
+        assert torch.equal(model(**enc).logits, base)  # B = 0: the update B A is exactly zero
+        layers = methods.lora_layers(model)
+        assert len(layers) == 4
+        for layer in layers:
+            nn.init.normal_(layer.lora_B)  # a trained-looking update
+        unmerged = model(**enc).logits
+        assert not torch.allclose(unmerged, base)
+        weights = [layer.base.weight.clone() for layer in layers]
+        methods.merge_lora(model)
+        merged = model(**enc).logits
+        torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=0)
+        merged_weights = [layer.base.weight.clone() for layer in layers]
+        methods.merge_lora(model)  # idempotent: a second merge adds nothing
+        assert all(torch.equal(layer.base.weight, w) for layer, w in zip(layers, merged_weights))
+        methods.unmerge_lora(model)
+        methods.unmerge_lora(model)
+        for layer, w in zip(layers, weights):
+            torch.testing.assert_close(layer.base.weight, w, atol=1e-6, rtol=0)
+        torch.testing.assert_close(model(**enc).logits, unmerged, atol=1e-5, rtol=0)
+
+
+def test_lora_linear_matches_the_formula():
+    torch.manual_seed(0)
+    base = nn.Linear(5, 3)
+    layer = LoRALinear(base, r=2, alpha=6, dropout=0.0)
+    nn.init.normal_(layer.lora_B)
+    x = torch.randn(4, 5)
+    # h = W0 x + b + (alpha / r) B A x, written out with the shapes of the paper
+    expected = x @ base.weight.T + base.bias + 3.0 * (x @ layer.lora_A.T @ layer.lora_B.T)
+    torch.testing.assert_close(layer(x), expected)
+    assert layer.lora_A.shape == (2, 5) and layer.lora_B.shape == (3, 2)
+    assert not base.weight.requires_grad and layer.lora_A.requires_grad
+    layer.reset_parameters()
+    assert torch.count_nonzero(layer.lora_B) == 0 and torch.count_nonzero(layer.lora_A) > 0
+
+
+def test_head_is_everything_outside_the_base_model(load):
+    assert methods.head_module_names(load("distilbert")[1]) == ["pre_classifier", "classifier"]
+    assert methods.head_module_names(load("bart")[1]) == ["classification_head"]
+    assert methods.head_module_names(load("qwen2")[1]) == ["score"]
+
+
+def test_count_parameters_counts_tied_weights_once():
+    lin = nn.Linear(4, 4, bias=False)
+    model = nn.Sequential(lin, nn.Linear(4, 2))
+    model.append(lin)  # the same module twice: its weight is shared
+    model[1].weight.requires_grad_(False)
+    assert count_parameters(model) == (16 + 2, 16 + 8 + 2)
+
+
+def test_bad_target_modules_list_existing_linear_names(load):
+    _, model = load("bert")
+    with pytest.raises(ValueError, match=r"\['qkv'\] match no Linear module.*existing Linear module names: "
+                                         r"dense, key, query, value"):
+        get_method("lora").apply(model, MethodArguments(method="lora", lora_target_modules="query,qkv"))
+
+
+def test_unknown_method_and_adapter_config(load):
+    with pytest.raises(ValueError, match="unknown method 'dora'; valid: full, head, lora, lora_scratch, adapter, qlora"):
+        get_method("dora")
+    _, model = load("bert")
+    with pytest.raises(ValueError, match="unknown --adapter_config 'lora'; valid: pfeiffer"):
+        get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config="lora"))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU error only shows without CUDA")
+def test_qlora_needs_cuda():
+    with pytest.raises(ValueError, match="method 'qlora' needs a CUDA GPU.*use --method lora"):
+        get_method("qlora").check("qlora")
+
+
+def test_qlora_load_settings():
+    method = get_method("qlora")
+    kwargs = method.load_kwargs(MethodArguments(method="qlora"))
+    quant = kwargs["quantization_config"]
+    assert quant.load_in_4bit and quant.bnb_4bit_quant_type == "nf4" and quant.bnb_4bit_use_double_quant
+    assert quant.bnb_4bit_compute_dtype == torch.bfloat16
+    assert method.training_overrides == {"optim": "paged_adamw_8bit"}
+    assert method.settings(MethodArguments(method="qlora"))["lora_r"] == 8

@@ -1,0 +1,237 @@
+"""train.py: named steps, run.json, bad input, config files, resume and 2 processes (tiny models, fixtures)."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+import train
+from methods import get_method
+from models import resolve_model_name
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+QUICK = ["--data_dir", FIXTURES, "--max_steps", "3", "--per_device_train_batch_size", "8",
+         "--disable_tqdm", "true", "--report_to", "none"]
+
+
+def run_main(capsys, *argv):
+    code = train.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_run(path):
+    with open(os.path.join(path, "run.json")) as f:
+        return json.load(f)
+
+
+def test_compute_metrics_matches_hand_values():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    preds = [0, 1, 2, 1, 1, 2]
+    logits = np.eye(3)[preds]
+    # per-class F1 = 2tp / (2tp + fp + fn): class 0: 2/4, class 1: 4/5, class 2: 2/3; supports 3, 2, 1
+    f1 = [0.5, 0.8, 2 / 3]
+    expected = {"accuracy": 4 / 6, "micro_f1": 4 / 6, "macro_f1": sum(f1) / 3,
+                "weight_f1": (3 * f1[0] + 2 * f1[1] + 1 * f1[2]) / 6}
+    assert train.compute_metrics((logits, labels)) == pytest.approx(expected, abs=1e-12)
+    # BART-style outputs: (logits, encoder states)
+    assert train.compute_metrics(((logits, np.zeros((6, 2, 4))), labels)) == pytest.approx(expected, abs=1e-12)
+
+
+def test_main_writes_run_record(tiny_models, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name",
+                                 "rotten_tomatoes", "--output_dir", str(out), *QUICK)
+    assert code == 0, err
+    record = read_run(out)
+    assert f"run record: {out / 'run.json'}" in stdout and stdout.count("test: accuracy") == 1
+    for key in ("schema", "config", "seed", "method", "model", "model_path", "dataset", "settings", "versions",
+                "device", "world_size", "metrics", "params", "time", "memory", "data", "training", "finished_at"):
+        assert key in record
+    assert (record["method"], record["dataset"], record["seed"], record["world_size"]) == \
+        ("lora", "rotten_tomatoes", 42, 1)
+    assert record["settings"] == {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
+                                  "lora_target_modules": "default"}
+    assert record["config"]["learning_rate"] == 5e-4  # the lora default
+    # LoRA r=8 on query/value (32x32) in 2 layers + classifier 32x2+2
+    assert record["params"]["trainable"] == 4 * 2 * 8 * 32 + 66
+    assert set(record["metrics"]) == {"validation", "test"}
+    for split in record["metrics"].values():
+        assert set(split) == {"accuracy", "micro_f1", "macro_f1", "weight_f1", "loss"}
+        assert all(0 <= split[k] <= 1 for k in ("accuracy", "macro_f1"))
+    assert record["training"]["steps"] == 3 and record["data"]["train_samples"] == 80
+    assert record["data"]["num_labels"] == 2 and 0 < record["data"]["mean_tokens"] <= 128
+    assert record["time"]["tokens_per_second"] == pytest.approx(
+        record["time"]["samples_per_second"] * record["data"]["mean_tokens"])
+    assert record["memory"]["how"] == "cpu_peak_rss_minus_baseline" and record["memory"]["peak_bytes"] > 0
+    rows = (out / "predictions_test.jsonl").read_text().splitlines()
+    data, _ = train.load_data("rotten_tomatoes", "[SEP]", data_dir=FIXTURES)
+    names = data["test"].features["labels"].names
+    assert [json.loads(r)["label"] for r in rows] == [names[i] for i in data["test"]["labels"]]  # dataset order
+    # a second run into the same folder is refused ...
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name",
+                            "rotten_tomatoes", "--output_dir", str(out), *QUICK)
+    assert code == 2 and err.startswith("error: output dir") and "--overwrite_output_dir" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("kind,method,extra", [
+    ("distilbert", "head", []),
+    ("bart", "adapter", ["--adapter_config", "houlsby"]),
+    ("qwen2", "lora_scratch", []),
+    ("llama", "full", []),
+])
+def test_main_trains_each_architecture(tiny_models, tmp_path, capsys, kind, method, extra):
+    out = tmp_path / kind
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models(kind), "--dataset_name", "restaurant_sup",
+                            "--method", method, "--output_dir", str(out), *extra, *QUICK)
+    assert code == 0, err
+    record = read_run(out)
+    assert record["training"]["steps"] == 3 and record["method"] == method
+    assert list(record["metrics"]) == ["test"]  # restaurant_sup has no validation split
+    assert record["data"]["num_labels"] == 3
+
+
+def test_get_model_sets_pad_tokens(tiny_models):
+    tokenizer, model = train.get_model(tiny_models("qwen2"), 3)
+    assert tokenizer.pad_token == tokenizer.eos_token == "<|endoftext|>"
+    assert model.config.pad_token_id == tokenizer.pad_token_id
+    tokenizer, model = train.get_model(tiny_models("bart"), 2, label_names=["neg", "pos"])
+    assert tokenizer.pad_token == "<pad>" and model.config.pad_token_id == tokenizer.pad_token_id
+    assert model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_minilm_resolves_to_the_embedded_model():
+    tokenizer, model = train.get_model("minilm", 2)
+    assert model.name_or_path == resolve_model_name("minilm")
+    assert model.config.vocab_size == len(tokenizer) == 30522
+    assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+
+
+def test_tokenize_data_pads_dynamically_and_truncates(tiny_models):
+    data, num_labels = train.load_data("restaurant_sup", "[SEP]", data_dir=FIXTURES)
+    assert num_labels == 3 and set(data) == {"train", "test"}
+    assert "[SEP]" in data["train"][0]["text"]
+    tokenizer = train.load_tokenizer(tiny_models("bert"))
+    tokenized = train.tokenize_data(data, tokenizer, max_length=12)
+    lengths = {len(ids) for ids in tokenized["train"]["input_ids"]}
+    assert max(lengths) == 12 and len(lengths) > 1  # truncated, not padded
+    assert set(tokenized["train"].column_names) == {"labels", "input_ids", "token_type_ids", "attention_mask"}
+    padded = train.tokenize_data(data, tokenizer, max_length=12, pad_to_max_length=True)
+    assert {len(ids) for ids in padded["train"]["input_ids"]} == {12}
+
+
+def test_epoch_seeded_sampler_is_reproducible_and_groups_lengths():
+    lengths = list(np.random.default_rng(0).integers(5, 100, size=400))
+    epoch = {"n": 0}
+    sampler = train.EpochSeededSampler(lengths, 8, seed=1, epoch_fn=lambda: epoch["n"], group_by_length=True)
+    first = list(sampler)
+    assert sorted(first) == list(range(400)) and list(sampler) == first
+    epoch["n"] = 1
+    assert list(sampler) != first
+
+    def padding(order):  # padded tokens in batches of 8
+        return sum(8 * max(lengths[i] for i in order[k:k + 8]) - sum(lengths[i] for i in order[k:k + 8])
+                   for k in range(0, 400, 8))
+
+    random_order = list(train.EpochSeededSampler(lengths, 8, 1, lambda: 0, group_by_length=False))
+    assert padding(first) < padding(random_order) / 3
+
+
+def test_config_file_with_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"dataset_name": "restaurant_sup", "method": "full", "num_train_epochs": 3,
+                                    "lora_r": 4}))
+    model_args, data_args, method_args, run_args, targs = train.parse_args([str(path), "--seed", "7"])
+    assert (data_args.dataset_name, method_args.method, method_args.lora_r) == ("restaurant_sup", "full", 4)
+    assert (targs.num_train_epochs, targs.seed, model_args.model_name_or_path) == (3, 7, "minilm")
+    path.write_text(yaml.safe_dump({"methd": "full"}))
+    with pytest.raises(ValueError, match=r"unknown keys \['methd'\]"):
+        train.parse_args([str(path)])
+    with pytest.raises(FileNotFoundError, match="config file .*nope.yaml not found"):
+        train.parse_args([str(tmp_path / "nope.yaml")])
+
+
+def test_training_defaults_resolve(monkeypatch):
+    *_, targs = train.parse_args([])
+    assert targs.bf16 == train.bf16_supported()
+    assert targs.report_to == []  # WANDB_MODE=disabled in tests
+    assert targs.group_by_length and targs.load_best_model_at_end and targs.eval_strategy == "epoch"
+    assert targs.learning_rate is None and targs.auto_output_dir
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--method", "dora"], "error: unknown method 'dora'; valid: full, head, lora"),
+    (["--dataset_name", "nosuchset"], "error: unknown dataset 'nosuchset'"),
+    (["--model_name_or_path", "/no/such/model"], "error: cannot load model '/no/such/model'"),
+    (["--lora_target_modules", "qkv"], "error: LoRA target modules ['qkv'] match no Linear module"),
+    (["--method", "qlora"], "error: method 'qlora' needs a CUDA GPU"),
+])
+def test_bad_input_is_a_one_line_error(tiny_models, tmp_path, capsys, argv, message):
+    if "qlora" in argv and __import__("torch").cuda.is_available():
+        pytest.skip("qlora runs where CUDA is available")
+    model = [] if "--model_name_or_path" in argv else ["--model_name_or_path", tiny_models("bert")]
+    code, _, err = run_main(capsys, *model, "--output_dir", str(tmp_path / "o"), *QUICK, *argv)
+    assert code == 2
+    assert err.startswith(message), err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _subprocess_env():
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT)
+    env.pop("FTLAB_CRASH_AT_STEP", None)
+    return env
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_metrics(tiny_models, tmp_path, capsys):
+    args = ["--model_name_or_path", tiny_models("bert"), "--dataset_name", "rotten_tomatoes", "--method", "full",
+            "--learning_rate", "3e-3", "--max_steps", "8", "--per_device_train_batch_size", "16",
+            "--save_strategy", "steps", "--save_steps", "2", "--eval_strategy", "steps", "--eval_steps", "2",
+            "--load_best_model_at_end", "false", "--data_dir", FIXTURES, "--disable_tqdm", "true",
+            "--report_to", "none"]
+    code, _, err = run_main(capsys, *args, "--output_dir", str(tmp_path / "whole"))
+    assert code == 0, err
+    # 5 steps per epoch: killed at step 7 (epoch 2), after the checkpoint of step 6
+    crashed = subprocess.run([sys.executable, "train.py", *args, "--output_dir", str(tmp_path / "cut")], cwd=ROOT,
+                             env=dict(_subprocess_env(), FTLAB_CRASH_AT_STEP="7"), capture_output=True, text=True)
+    assert crashed.returncode == 1, crashed.stderr[-2000:]
+    assert not (tmp_path / "cut" / "run.json").exists() and (tmp_path / "cut" / "checkpoint-6").is_dir()
+    code, _, err = run_main(capsys, *args, "--output_dir", str(tmp_path / "cut"), "--resume_from_checkpoint", "true")
+    assert code == 0, err
+    whole, resumed = read_run(tmp_path / "whole"), read_run(tmp_path / "cut")
+    assert resumed["metrics"] == whole["metrics"]
+    history = [json.loads((tmp_path / r / "checkpoint-8" / "trainer_state.json").read_text())["log_history"]
+               for r in ("whole", "cut")]
+    assert [h.get("eval_loss") for h in history[0]] == [h.get("eval_loss") for h in history[1]]
+
+
+@pytest.mark.slow
+def test_two_processes_write_one_record(tiny_models, tmp_path):
+    out = tmp_path / "ddp"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "train.py",
+                           "--model_name_or_path", tiny_models("bert"), "--dataset_name", "rotten_tomatoes",
+                           "--output_dir", str(out), *QUICK], cwd=ROOT, env=_subprocess_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("run record:") == 1  # rank 0 only
+    record = read_run(out)
+    assert record["world_size"] == 2 and record["training"]["steps"] == 3
+    assert record["training"]["epochs"] == pytest.approx(3 * 8 * 2 / 80)  # 2 processes x batch 8 per step
+
+
+def test_main_config_is_the_default_run():
+    def settings(args):
+        model_args, data_args, method_args, _, targs = args
+        keys = ("num_train_epochs", "per_device_train_batch_size", "eval_strategy", "save_strategy",
+                "load_best_model_at_end", "metric_for_best_model", "group_by_length", "seed", "warmup_ratio")
+        return (model_args.model_name_or_path, data_args.dataset_name, data_args.max_length, method_args,
+                [getattr(targs, k) for k in keys])
+
+    from_file = train.parse_args([os.path.join(ROOT, "configs", "main.yaml")])
+    assert settings(from_file) == settings(train.parse_args([]))
+    assert from_file[-1].learning_rate == get_method("lora").learning_rate

@@ -1,0 +1,561 @@
+"""Fine-tune a Hugging Face model on a dataHelper set with one method; write OUTPUT_DIR/run.json.
+
+    uv run train.py                                   # LoRA on the embedded MiniLM, rotten_tomatoes
+    uv run train.py configs/main.yaml --seed 43       # a config file, flags override it
+    uv run train.py --dataset_name restaurant_sup --method full --seed 1 --output_dir runs/x
+    torchrun --nproc_per_node 2 train.py ...          # data-parallel (gloo on CPU), one run.json
+
+Flags: the dataclasses below (model, data, method) plus every `TrainingArguments` flag; several
+defaults differ from HF's for speed and model selection (see `FtTrainingArguments`).
+Named steps, importable: load_data, get_model, tokenize_data, compute_metrics, build_trainer.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import transformers
+from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+                          HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed)
+from transformers.trainer_pt_utils import get_length_grouped_indices
+from transformers.trainer_utils import IntervalStrategy
+
+import methods
+from methods import MethodArguments, count_parameters, get_method
+from models import EMBEDDED_MODELS, resolve_model_name
+
+logger = logging.getLogger("ftlab.train")
+
+METRIC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "classification.py")
+METRIC_KEYS = ("accuracy", "micro_f1", "macro_f1", "weight_f1", "loss")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+# ---------------------------------------------------------------- arguments
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default="minilm", metadata={
+        "help": "Embedded name (minilm, smollm2), local folder or Hub id of the model to fine-tune."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run model code shipped with the checkpoint (off unless you trust its source)."})
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(default="rotten_tomatoes", metadata={
+        "help": "dataHelper set name, or several comma-separated to aggregate them (labels offset)."})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "Folder with the raw data sets (default: $DATA_DIR, then ./data)."})
+    sep_token: Optional[str] = field(default=None, metadata={
+        "help": "Separator between text parts (ABSA term/sentence, MRPC pair); default: the tokenizer's "
+                "sep token (else its eos token)."})
+    prompt: Optional[str] = field(default=None, metadata={
+        "help": "MRPC template with {sentence1}, {sentence2} (and {sep}); default: dataHelper's."})
+    max_length: int = field(default=128, metadata={
+        "help": "Truncate inputs to this many tokens (batches are padded dynamically, not to this)."})
+    pad_to_max_length: bool = field(default=False, metadata={
+        "help": "Pad every example to max_length (HF example behaviour; slower, for comparisons)."})
+    max_train_samples: Optional[int] = field(default=None, metadata={
+        "help": "Keep only the first N training examples (quick runs, benchmarks)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={
+        "help": "Keep only the first N examples of the validation and test splits."})
+    validation_from_train: float = field(default=0.0, metadata={
+        "help": "For sets without a validation split: hold out this share of train (seeded) for "
+                "per-epoch evaluation and best-model selection. 0 = no selection: the last epoch is kept."})
+
+
+@dataclass
+class RunArguments:
+    run_group: Optional[str] = field(default=None, metadata={
+        "help": "wandb group shared by the runs of one experiment (default: $WANDB_RUN_GROUP, "
+                "else model-dataset-method)."})
+
+
+def cpu_supports_bf16() -> bool:
+    """AVX512-BF16 or AMX on the CPU and a oneDNN build of torch: bf16 autocast is fast here."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
+
+
+def bf16_supported() -> bool:
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
+def default_report_to() -> str:
+    """wandb when installed and not disabled, else none."""
+    disabled = os.environ.get("WANDB_MODE") == "disabled" or \
+        os.environ.get("WANDB_DISABLED", "").lower() in ("1", "true", "yes")
+    return "wandb" if importlib.util.find_spec("wandb") and not disabled else "none"
+
+
+@dataclass
+class FtTrainingArguments(TrainingArguments):
+    """TrainingArguments with defaults for fast, selected runs; every HF flag still works."""
+
+    output_dir: Optional[str] = field(default=None, metadata={
+        "help": "Where checkpoints, predictions and run.json go (default: "
+                "outputs/<dataset>/<method>/<model>/seed<seed>)."})
+    learning_rate: Optional[float] = field(default=None, metadata={
+        "help": "Peak learning rate (default per method: full 5e-5, head 1e-3, lora/lora_scratch/adapter 5e-4, "
+                "qlora 2e-4)."})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "Training epochs."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per process."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
+    eval_strategy: str = field(default="epoch", metadata={
+        "help": "When to evaluate on the validation split (no, steps, epoch)."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints (no, steps, epoch)."})
+    save_total_limit: Optional[int] = field(default=2, metadata={
+        "help": "Keep at most this many checkpoints (the best one is always kept)."})
+    load_best_model_at_end: bool = field(default=True, metadata={
+        "help": "Load the best checkpoint (metric_for_best_model on validation) at the end."})
+    metric_for_best_model: Optional[str] = field(default="accuracy", metadata={
+        "help": "Validation metric that selects the best checkpoint (accuracy, macro_f1, loss ...)."})
+    group_by_length: bool = field(default=True, metadata={
+        "help": "Batch examples of similar length together (less padding with dynamic padding)."})
+    logging_steps: float = field(default=25, metadata={"help": "Log the training loss every N steps."})
+    bf16: Optional[bool] = field(default=None, metadata={
+        "help": "bf16 mixed precision; default: on where the GPU or CPU (AVX512-BF16/AMX) supports it."})
+    report_to: Optional[str] = field(default="auto", metadata={
+        "help": "Integrations to log to: auto (wandb when installed and not disabled, offline without "
+                "WANDB_API_KEY), none, wandb, tensorboard ..."})
+    do_predict: bool = field(default=True, metadata={
+        "help": "Write test-set predictions to OUTPUT_DIR/predictions_test.jsonl."})
+
+    def __post_init__(self):
+        self.auto_output_dir = self.output_dir is None
+        if self.bf16 is None:
+            self.bf16 = bf16_supported()
+        if self.bf16 and not torch.cuda.is_available():
+            self.use_cpu = True  # HF accepts bf16 without a GPU only on the CPU path (torch.autocast cpu)
+        if self.report_to in (None, "auto"):
+            self.report_to = default_report_to()
+        super().__post_init__()
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, MethodArguments, RunArguments, FtTrainingArguments)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None):
+    """(model, data, method, run, training) arguments from flags, or a config file + overriding flags."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    if argv and argv[0].endswith(CONFIG_SUFFIXES):
+        parser.set_defaults(**read_config(argv[0], parser))
+        argv = argv[1:]
+    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+
+
+def read_config(path: str, parser: HfArgumentParser) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path} not found")
+    with open(path) as f:
+        if path.endswith(".json"):
+            config = json.load(f)
+        else:
+            import yaml
+            config = yaml.safe_load(f) or {}
+    known = {a.dest for a in parser._actions}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"config {path}: unknown keys {unknown}; use train.py flag names (see --help)")
+    return config
+
+
+# ---------------------------------------------------------------- named steps
+
+def load_data(dataset_name: str | List[str], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
+              prompt: Optional[str] = None):
+    """(DatasetDict with text/labels, number of labels) from dataHelper; 'a,b' aggregates sets."""
+    import dataHelper
+
+    names = [n.strip() for n in dataset_name.split(",")] if isinstance(dataset_name, str) else list(dataset_name)
+    options = {"prompt": prompt} if prompt else {}
+    data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token=sep_token,
+                                  data_dir=data_dir, **options)
+    return data, data["train"].features["labels"].num_classes
+
+
+def limit_samples(data, data_args: DataArguments, seed: int):
+    """Apply --max_train_samples / --max_eval_samples / --validation_from_train."""
+    if data_args.validation_from_train > 0 and "validation" not in data:
+        split = data["train"].train_test_split(test_size=data_args.validation_from_train, seed=seed)
+        data["train"], data["validation"] = split["train"], split["test"]
+    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+              "test": data_args.max_eval_samples}
+    for split, n in limits.items():
+        if n is not None and split in data and n < len(data[split]):
+            data[split] = data[split].select(range(n))
+    return data
+
+
+def load_tokenizer(model_name: str, trust_remote_code: bool = False):
+    path = resolve_model_name(model_name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:  # missing folder / Hub id offline, malformed repo id
+        raise ValueError(f"cannot load model {model_name!r}: not an embedded name ({', '.join(EMBEDDED_MODELS)}), "
+                         f"a local model folder or a Hub id reachable now ({str(e).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:  # Qwen/Llama-style decoders: pad with eos (masked out anyway)
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def get_model(model_name: str, num_labels: int, label_names: Optional[List[str]] = None,
+              load_kwargs: Optional[dict] = None, trust_remote_code: bool = False):
+    """(tokenizer, AutoModelForSequenceClassification) with a pad token set on both."""
+    path = resolve_model_name(model_name)
+    tokenizer = load_tokenizer(model_name, trust_remote_code)
+    config = AutoConfig.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
+    if label_names:
+        config.id2label = dict(enumerate(label_names))
+        config.label2id = {n: i for i, n in enumerate(label_names)}
+    # Decoder heads pool the last non-pad token: they need pad_token_id in the config.
+    config.pad_token_id = tokenizer.pad_token_id
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **(load_kwargs or {}))
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))  # tokens the checkpoint lacks get rows
+    return tokenizer, model
+
+
+def tokenize_data(data, tokenizer, max_length: int = 128, pad_to_max_length: bool = False):
+    """Token ids for every split (datasets.map, batched, cached on disk when the data is)."""
+    def encode(batch):
+        return tokenizer(batch["text"], truncation=True, max_length=max_length,
+                         padding="max_length" if pad_to_max_length else False)
+
+    return data.map(encode, batched=True, remove_columns=["text"], desc="tokenize")
+
+
+_METRIC = None
+
+
+def compute_metrics(eval_pred) -> Dict[str, float]:
+    """accuracy, micro_f1, macro_f1, weight_f1 of argmax predictions (local `evaluate` script)."""
+    global _METRIC
+    if _METRIC is None:
+        import evaluate
+        _METRIC = evaluate.load(METRIC_SCRIPT)
+    logits, labels = eval_pred
+    if isinstance(logits, (tuple, list)):  # BART returns (logits, encoder states)
+        logits = logits[0]
+    return _METRIC.compute(predictions=np.argmax(logits, axis=-1), references=labels)
+
+
+class CrashAtStep(TrainerCallback):
+    """Test hook (FTLAB_CRASH_AT_STEP=N): die like a killed process at the end of step N."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            os._exit(1)
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """Training order drawn from seed + epoch (random, or length-grouped batches).
+
+    HF's samplers draw from the global RNG or from an epoch counter that accelerate resets when a
+    resumed run skips batches; the epoch comes here from the trainer state instead, so a resumed run
+    sees exactly the batches of an uninterrupted one.
+    """
+
+    def __init__(self, lengths: List[int], batch_size: int, seed: int, epoch_fn: Callable[[], int],
+                 group_by_length: bool):
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.epoch_fn, self.group_by_length = epoch_fn, group_by_length
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch_fn())
+        if self.group_by_length:  # megabatches of 50 batches sorted by length, HF's recipe
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+        return iter(torch.randperm(len(self.lengths), generator=generator).tolist())
+
+
+class FtTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        lengths = [len(ids) for ids in dataset["input_ids"]]
+        return EpochSeededSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                  self.args.seed, lambda: int((self.state.epoch or 0) + 1e-6),
+                                  self.args.group_by_length)
+
+    def _get_eval_sampler(self, eval_dataset):
+        # HF shuffles evaluation batches under group_by_length (from the global RNG); keep dataset order
+        # so predictions line up with the examples.
+        return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments) -> Trainer:
+    eval_dataset = tokenized["validation"] if "validation" in tokenized else None
+    callbacks = [CrashAtStep(int(os.environ["FTLAB_CRASH_AT_STEP"]))] if os.environ.get("FTLAB_CRASH_AT_STEP") else []
+    return FtTrainer(model=model, args=training_args, train_dataset=tokenized["train"], eval_dataset=eval_dataset,
+                   processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+                   compute_metrics=compute_metrics, callbacks=callbacks)
+
+
+# ---------------------------------------------------------------- run plumbing
+
+def finalize_training_args(targs: FtTrainingArguments, model_args: ModelArguments, data_args: DataArguments,
+                           method: methods.Method, has_validation: bool) -> None:
+    """Resolve the defaults that depend on the other arguments."""
+    if targs.auto_output_dir:
+        model_tag = os.path.basename(os.path.normpath(model_args.model_name_or_path))
+        targs.output_dir = os.path.join("outputs", data_args.dataset_name.replace(",", "+"), method.name,
+                                        model_tag, f"seed{targs.seed}")
+        targs.logging_dir = os.path.join(targs.output_dir, "logs")
+    if targs.learning_rate is None:
+        targs.learning_rate = method.learning_rate
+    for key, value in method.training_overrides.items():
+        setattr(targs, key, value)
+    if not has_validation and targs.eval_strategy != IntervalStrategy.NO:
+        logger.info("no validation split: no per-epoch evaluation or best-model selection "
+                    "(--validation_from_train 0.1 holds out part of train); the last model is tested")
+        targs.eval_strategy = IntervalStrategy.NO
+        targs.load_best_model_at_end = False
+
+
+def check_output_dir(targs: TrainingArguments) -> None:
+    """Refuse to mix two runs in one folder; with --overwrite_output_dir clear the old run's files."""
+    out = targs.output_dir
+    if not os.path.isdir(out):
+        return
+    old = [n for n in os.listdir(out) if n == "run.json" or n.startswith("checkpoint-")]
+    if not old or targs.resume_from_checkpoint:
+        return
+    if not targs.overwrite_output_dir:
+        raise ValueError(f"output dir {out} holds another run ({', '.join(sorted(old)[:3])}); pass "
+                         "--overwrite_output_dir, --resume_from_checkpoint true, or another --output_dir")
+    if targs.process_index == 0:
+        for name in old:
+            path = os.path.join(out, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def resume_target(targs: TrainingArguments):
+    value = targs.resume_from_checkpoint
+    if value is None or str(value).lower() in ("", "false", "no"):
+        return None
+    return True if str(value).lower() in ("true", "last", "yes") else value  # True: last checkpoint in output_dir
+
+
+def configure_wandb(targs: TrainingArguments, run_args: RunArguments, model_args, data_args, method_name) -> None:
+    if "wandb" not in targs.report_to:
+        return
+    os.environ.setdefault("WANDB_PROJECT", "ftlab")
+    logged_in = os.environ.get("WANDB_API_KEY") or "api.wandb.ai" in _read(os.path.expanduser("~/.netrc"))
+    if not logged_in:
+        os.environ.setdefault("WANDB_MODE", "offline")
+    model_tag = os.path.basename(os.path.normpath(model_args.model_name_or_path))
+    os.environ["WANDB_RUN_GROUP"] = (run_args.run_group or os.environ.get("WANDB_RUN_GROUP")
+                                     or f"{model_tag}-{data_args.dataset_name}-{method_name}")
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def setup_logging(targs: TrainingArguments) -> None:
+    level = targs.get_process_log_level()  # replicas log warnings only
+    ours = logging.INFO if targs.process_index == 0 and targs.log_level == "passive" else level
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level, force=True)
+    for name in ("ftlab", "methods"):
+        logging.getLogger(name).setLevel(ours)
+    transformers.utils.logging.set_verbosity(level)
+    if targs.process_index != 0:
+        transformers.utils.logging.disable_progress_bar()
+
+
+class PeakMemory:
+    """Peak memory of this process: CUDA max_memory_allocated, or CPU VmHWM minus the baseline RSS."""
+
+    def __init__(self):
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated()
+        else:
+            try:  # "5" resets the kernel's peak-RSS counter (VmHWM) to the current RSS
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                logger.warning("cannot reset VmHWM: CPU peak memory includes earlier allocations")
+            self.baseline = self._status_bytes("VmRSS")
+
+    @staticmethod
+    def _status_bytes(key: str) -> int:
+        for line in _read("/proc/self/status").splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def result(self) -> dict:
+        if self.cuda:
+            return {"peak_bytes": int(torch.cuda.max_memory_allocated()), "how": "cuda_max_memory_allocated",
+                    "baseline_bytes": int(self.baseline)}
+        return {"peak_bytes": max(0, self._status_bytes("VmHWM") - self.baseline),
+                "how": "cpu_peak_rss_minus_baseline", "baseline_bytes": int(self.baseline)}
+
+
+def split_metrics(metrics: dict, prefix: str) -> dict:
+    return {k: float(metrics[f"{prefix}_{k}"]) for k in METRIC_KEYS if f"{prefix}_{k}" in metrics}
+
+
+def evaluate_splits(trainer: Trainer, tokenized, data, targs: TrainingArguments) -> dict:
+    """Metrics per split (validation where present, test always); test predictions to a file."""
+    results = {}
+    if "validation" in tokenized:
+        results["validation"] = split_metrics(trainer.evaluate(tokenized["validation"], metric_key_prefix="eval"),
+                                              "eval")
+    output = trainer.predict(tokenized["test"], metric_key_prefix="test")
+    results["test"] = split_metrics(output.metrics, "test")
+    if targs.do_predict and trainer.is_world_process_zero():
+        write_predictions(os.path.join(targs.output_dir, "predictions_test.jsonl"), output, data["test"])
+    return results
+
+
+def write_predictions(path: str, output, test_split) -> None:
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    names = test_split.features["labels"].names
+    rows = [json.dumps({"index": i, "text": text, "label": names[int(gold)], "prediction": names[int(pred)]})
+            for i, (text, gold, pred) in enumerate(zip(test_split["text"], output.label_ids, logits.argmax(-1)))]
+    write_atomic(path, "\n".join(rows) + "\n")
+
+
+def write_atomic(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def library_versions() -> dict:
+    import adapters
+    import datasets
+    import peft
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "adapters": adapters.__version__, "datasets": datasets.__version__}
+
+
+def device_name() -> str:
+    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+
+
+def build_record(args: tuple, method: methods.Method, model, tokenized, num_labels: int, train_output,
+                 trainer: Trainer, metrics: dict, memory: PeakMemory, model_path: str) -> dict:
+    model_args, data_args, method_args, run_args, targs = args
+    config = {**asdict(model_args), **asdict(data_args), **asdict(method_args), **asdict(run_args),
+              **targs.to_dict()}
+    trainable, total = count_parameters(model)
+    column = "attention_mask" if "attention_mask" in tokenized["train"].column_names else "input_ids"
+    lengths = [sum(mask) if column == "attention_mask" else len(mask) for mask in tokenized["train"][column]]
+    mean_tokens = float(np.mean(lengths)) if lengths else 0.0
+    # Batches are padded to their longest example, so the peak batch is set by the longest one.
+    max_tokens = int(max(lengths)) if lengths else 0
+    samples_per_second = float(train_output.metrics.get("train_samples_per_second", 0.0))
+    return {
+        "schema": 1,
+        "config": json.loads(json.dumps(config, default=str)),
+        "seed": targs.seed, "method": method.name, "model": model_args.model_name_or_path, "model_path": model_path,
+        "dataset": data_args.dataset_name,
+        "settings": method.settings(method_args),
+        "versions": library_versions(),
+        "device": device_name(), "world_size": targs.world_size,
+        "metrics": metrics,
+        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / max(total, 1)},
+        # tokens/s = samples/s x mean non-pad tokens per training example (after truncation)
+        "time": {"train_seconds": float(train_output.metrics.get("train_runtime", 0.0)),
+                 "samples_per_second": samples_per_second, "tokens_per_second": samples_per_second * mean_tokens},
+        "memory": memory.result(),
+        "data": {"train_samples": len(tokenized["train"]), "num_labels": num_labels,
+                 "max_length": data_args.max_length, "mean_tokens": mean_tokens,
+                 "max_tokens": max_tokens},
+        "training": {"per_device_train_batch_size": targs.per_device_train_batch_size,
+                     "steps": trainer.state.global_step, "epochs": float(trainer.state.epoch or 0.0),
+                     "bf16": bool(targs.bf16), "gradient_checkpointing": bool(targs.gradient_checkpointing)},
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run(model_args: ModelArguments, data_args: DataArguments, method_args: MethodArguments,
+        run_args: RunArguments, targs: FtTrainingArguments) -> dict:
+    """One training run, start to run.json; returns the record."""
+    method = get_method(method_args.method)
+    method.check(method.name)
+    setup_logging(targs)
+    tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
+    data, num_labels = load_data(data_args.dataset_name, data_args.sep_token or tokenizer.sep_token
+                                 or tokenizer.eos_token, data_args.data_dir, data_args.prompt)
+    data = limit_samples(data, data_args, targs.seed)
+    finalize_training_args(targs, model_args, data_args, method, "validation" in data)
+    check_output_dir(targs)
+    configure_wandb(targs, run_args, model_args, data_args, method.name)
+    set_seed(targs.seed)
+    memory = PeakMemory()
+    tokenizer, model = get_model(model_args.model_name_or_path, num_labels, data["train"].features["labels"].names,
+                                 method.load_kwargs(method_args), model_args.trust_remote_code)
+    model = method.apply(model, method_args)
+    trainable, total = count_parameters(model)
+    logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
+                100.0 * trainable / total)
+    tokenized = tokenize_data(data, tokenizer, data_args.max_length, data_args.pad_to_max_length)
+    trainer = build_trainer(model, tokenizer, tokenized, targs)
+    train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
+    trainer.save_model()
+    metrics = evaluate_splits(trainer, tokenized, data, targs)
+    record = build_record((model_args, data_args, method_args, run_args, targs), method, trainer.model, tokenized,
+                          num_labels, train_output, trainer, metrics, memory, resolve_model_name(
+                              model_args.model_name_or_path))
+    if trainer.is_world_process_zero():
+        write_atomic(os.path.join(targs.output_dir, "run.json"), json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        args = parse_args(argv)
+        record = run(*args)
+    except (ValueError, FileNotFoundError) as e:
+        logger.debug("failed", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    targs = args[-1]
+    if targs.process_index == 0:
+        test = record["metrics"]["test"]
+        print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        print(f"run record: {os.path.join(targs.output_dir, 'run.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
