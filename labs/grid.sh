@@ -1,0 +1,87 @@
+# Shared by run_sup.sh, run_peft.sh and labs/*.sh (source it, do not run it): one seeded run of
+# train.py (or baseline.py for method "svm"), skipped when its run.json exists, and the report.
+#
+# Expects from the script: ROOT (the repository), SEEDS, OUTPUT_ROOT, EPOCHS, BATCH_SIZE, MAX_LENGTH;
+# optional arrays TRAIN_FLAGS / SVM_FLAGS with the script's own flags for every train.py /
+# baseline.py run. Reads from the environment (all scripts):
+EXTRA_ARGS="${EXTRA_ARGS:-}"     # more train.py flags, e.g. "--max_steps 4 --learning_rate 1e-4"
+SVM_ARGS="${SVM_ARGS:-}"         # more baseline.py flags (method svm), e.g. "--pooling mean"
+REPORT_ARGS="${REPORT_ARGS:-}"   # more report.py flags, e.g. "--metric macro_f1"
+PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the current interpreter)
+# *_ARGS are split on whitespace. Order on a command line: run flags, TRAIN_FLAGS|SVM_FLAGS,
+# per-call flags (sweep settings, prompt), EXTRA_ARGS|SVM_ARGS: the last wins, so the environment
+# overrides the script.
+
+[[ -v TRAIN_FLAGS ]] || TRAIN_FLAGS=()
+[[ -v SVM_FLAGS ]] || SVM_FLAGS=()
+TRAIN_FLAGS=(
+    --num_train_epochs "$EPOCHS"
+    --per_device_train_batch_size "$BATCH_SIZE"
+    --max_length "$MAX_LENGTH"
+    "${TRAIN_FLAGS[@]}"
+)
+SVM_FLAGS=(
+    --max_length "$MAX_LENGTH"
+    "${SVM_FLAGS[@]}"
+)
+
+# Resolve OUTPUT_ROOT before the cd below, so a relative path means "from where you ran me".
+OUTPUT_ROOT="$(realpath -m "$OUTPUT_ROOT")"
+cd "$ROOT"
+
+# facebook/bart-base -> bart-base; /tmp/x/bert/ -> bert
+model_tag() {
+    local m="${1%/}"
+    echo "${m##*/}"
+}
+
+# run_one OUT_DIR METHOD MODEL DATASET SEED [more flags...]
+run_one() {
+    local out="$1" method="$2" model="$3" dataset="$4" seed="$5"
+    shift 5
+    if [[ -f "$out/run.json" ]]; then
+        echo "skip (run.json exists): $out"
+        return 0
+    fi
+    local script=train.py
+    local -a args=(
+        --model_name_or_path "$model"
+        --dataset_name "$dataset"
+        --seed "$seed"
+        --output_dir "$out"
+    )
+    local -a extra
+    if [[ "$method" == svm ]]; then
+        script=baseline.py
+        args+=("${SVM_FLAGS[@]}")
+        read -r -a extra <<<"$SVM_ARGS"
+    else
+        args+=(--method "$method" "${TRAIN_FLAGS[@]}")
+        read -r -a extra <<<"$EXTRA_ARGS"
+    fi
+    # wandb (with --report_to wandb in EXTRA_ARGS) groups the seeds the way report.py does:
+    # OUTPUT_ROOT/restaurant_sup/bert-base-uncased/lora/seed1 -> group restaurant_sup/bert-base-uncased/lora
+    local group="${out#"$OUTPUT_ROOT"/}"
+    group="${group%/seed*}"
+    echo "run: $script --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
+    # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
+    WANDB_RUN_GROUP="${WANDB_RUN_GROUP:-$group}" $PYTHON "$script" "${args[@]}" "$@" "${extra[@]}"
+}
+
+# run_seeds OUT_BASE METHOD MODEL DATASET [more flags...]: run_one for every seed in SEEDS
+run_seeds() {
+    local base="$1" method="$2" model="$3" dataset="$4"
+    shift 4
+    local seed
+    for seed in $SEEDS; do
+        run_one "$base/seed$seed" "$method" "$model" "$dataset" "$seed" "$@"
+    done
+}
+
+# make_report [more report.py flags...]: tables and plots of everything under OUTPUT_ROOT
+make_report() {
+    local -a extra
+    read -r -a extra <<<"${REPORT_ARGS:-}"
+    # shellcheck disable=SC2086
+    $PYTHON report.py "$OUTPUT_ROOT" --out "$OUTPUT_ROOT/report" "$@" "${extra[@]}"
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Supervised fine-tuning grid: models x data sets x methods x seeds, then report.py.
+#
+#   ./run_sup.sh                                   # the course grid (Hub models, full fine-tuning)
+#   MODELS=minilm METHODS="full head lora adapter svm" DATA_DIR=/work/shared/data ./run_sup.sh   # offline
+#
+# Each run writes OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed>/run.json; runs whose
+# run.json exists are skipped, so re-running resumes a grid. Method "svm" runs baseline.py (frozen
+# encoder + linear SVM). The tables and plots go to OUTPUT_ROOT/report/. Every variable below can be
+# set from the environment; *_ARGS are split on whitespace.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+MODELS="${MODELS:-bert-base-uncased facebook/bart-base Qwen/Qwen1.5-0.5B}"
+DATASETS="${DATASETS:-restaurant_sup acl_sup agnews_sup}"
+METHODS="${METHODS:-full}"
+SEEDS="${SEEDS:-1 2 3}"
+OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/sup}"
+EPOCHS="${EPOCHS:-3}"
+BATCH_SIZE="${BATCH_SIZE:-16}"
+MAX_LENGTH="${MAX_LENGTH:-128}"
+# Also EXTRA_ARGS, SVM_ARGS, REPORT_ARGS and PYTHON: see labs/grid.sh.
+
+# shellcheck source=labs/grid.sh
+source "$ROOT/labs/grid.sh"
+
+for dataset in $DATASETS; do
+    for model in $MODELS; do
+        for method in $METHODS; do
+            run_seeds "$OUTPUT_ROOT/$dataset/$(model_tag "$model")/$method" "$method" "$model" "$dataset"
+        done
+    done
+done
+
+make_report

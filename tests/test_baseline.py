@@ -1,0 +1,88 @@
+"""baseline.py: frozen features + LinearSVC on fixture data with a tiny BERT; pooling arithmetic."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import baseline
+import report
+
+FIXTURES = str(Path(__file__).parent / "fixtures")
+
+
+def test_pooling_matches_hand_arithmetic():
+    # hidden (B=2, T=3, H=2); second row has one pad token (mask 0) at the end
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
+                           [[1.0, 1.0], [3.0, 5.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    assert baseline.pool_cls(hidden, mask).tolist() == [[1.0, 2.0], [1.0, 1.0]]
+    # row 0: ((1+3+5)/3, (2+4+6)/3) = (3, 4); row 1 ignores the pad: ((1+3)/2, (1+5)/2) = (2, 3)
+    assert baseline.pool_mean(hidden, mask).tolist() == [[3.0, 4.0], [2.0, 3.0]]
+    assert baseline.pool_last(hidden, mask).tolist() == [[5.0, 6.0], [3.0, 5.0]]
+
+
+def test_unknown_pooling_is_rejected():
+    with pytest.raises(ValueError, match="unknown --pooling 'max'; valid: cls, mean, last"):
+        baseline.get_pooling("max")
+
+
+@pytest.fixture(scope="module")
+def bert(tiny_models):
+    return tiny_models("bert")
+
+
+def run_baseline(tmp_path, model, **kw) -> dict:
+    args = baseline.BaselineArguments(model_name_or_path=model, data_dir=FIXTURES, output_dir=str(tmp_path / "svm"),
+                                      batch_size=16, **kw)
+    record = baseline.run(args)
+    assert json.loads((tmp_path / "svm" / "run.json").read_text()) == record
+    return record
+
+
+def test_svm_run_json_has_the_train_shape(tmp_path, bert):
+    rec = run_baseline(tmp_path, bert, dataset_name="restaurant_sup", pooling="mean", seed=3)
+    assert (rec["method"], rec["dataset"], rec["seed"], rec["model"]) == ("svm", "restaurant_sup", 3, bert)
+    # 3 polarities x hidden 32 weights + 3 biases = 99 trainable; total adds the frozen encoder
+    encoder = sum(p.numel() for p in baseline.load_encoder(bert, torch.device("cpu"))[2].parameters())
+    assert rec["params"]["trainable"] == 99
+    assert rec["params"]["total"] == encoder + 99
+    assert rec["params"]["trainable_pct"] == pytest.approx(100 * 99 / (encoder + 99))
+    test = rec["metrics"]["test"]
+    assert set(test) == {"accuracy", "micro_f1", "macro_f1", "weight_f1", "loss"}
+    assert all(0.0 <= test[k] <= 1.0 for k in ("accuracy", "micro_f1", "macro_f1", "weight_f1"))
+    assert test["micro_f1"] == pytest.approx(test["accuracy"])  # single-label: micro F1 = accuracy
+    assert rec["data"]["train_samples"] == 66 and rec["data"]["num_labels"] == 3  # fixture: 66 train rows
+    assert rec["settings"] == {"pooling": "mean", "C": 1.0}
+    assert rec["memory"]["how"] in ("cpu_peak_rss_minus_baseline", "cuda_max_memory_allocated")
+    assert rec["time"]["train_seconds"] > 0 and rec["memory"]["peak_bytes"] >= 0
+    # lands in the same report as train.py runs
+    rep = report.build_report([str(tmp_path)], str(tmp_path / "out"), plots=False)
+    assert [(g.method, g.dataset) for g in rep.groups] == [("svm", "restaurant_sup")]
+
+
+def test_binary_set_with_validation(tmp_path, bert):
+    rec = run_baseline(tmp_path, bert, dataset_name="rotten_tomatoes", pooling="cls")
+    assert rec["params"]["trainable"] == 32 + 1  # binary LinearSVC: one weight row + one bias
+    assert set(rec["metrics"]) == {"validation", "test"}  # fixture split 80 / 10 / 10
+    assert rec["data"]["train_samples"] == 80
+
+
+def test_features_keep_input_order(bert):
+    # texts are batched sorted by length; the rows must come back in the input order
+    path, tok, model = baseline.load_encoder(bert, torch.device("cpu"))
+    args = baseline.BaselineArguments(batch_size=2, bf16=False)
+    texts = ["a much longer sentence about food and service", "short", "medium length text"]
+    together, _ = baseline.extract_features(texts, tok, model, baseline.pool_cls, args, torch.device("cpu"))
+    for i, t in enumerate(texts):
+        alone, _ = baseline.extract_features([t], tok, model, baseline.pool_cls, args, torch.device("cpu"))
+        assert together[i] == pytest.approx(alone[0], abs=1e-5)
+
+
+def test_cli_unknown_dataset_is_a_one_line_error(tmp_path, bert, capsys):
+    code = baseline.main(["--model_name_or_path", bert, "--dataset_name", "nope", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "nope" in err
+    assert not (tmp_path / "run.json").exists()

@@ -1,0 +1,127 @@
+"""The grid scripts (run_sup.sh, run_peft.sh) end to end on a tiny model, and the course lab's counts."""
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+import methods
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = str(ROOT / "tests" / "fixtures")
+
+
+def distilbert_base():
+    """distilbert-base-uncased's architecture (dim 768, 6 layers, vocab 30522), weights on the meta device."""
+    cfg = transformers.DistilBertConfig(vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
+                                        num_labels=2)
+    with torch.device("meta"):  # shapes only: no 268 MB of weights
+        return transformers.AutoModelForSequenceClassification.from_config(cfg)
+
+
+def test_distilbert_counts_match_the_course():
+    args = methods.MethodArguments()
+    full = methods.METHODS["full"].apply(distilbert_base(), args)
+    assert methods.count_parameters(full) == (66_955_010, 66_955_010)
+    # head = pre_classifier (768 x 768 + 768) + classifier (768 x 2 + 2) = 590,592 + 1,538 = 592,130
+    head = methods.METHODS["head"].apply(distilbert_base(), args)
+    assert methods.count_parameters(head) == (592_130, 66_955_010)
+
+
+def grid_env(tmp_path: Path, **overrides: str) -> dict:
+    env = dict(os.environ, PYTHON=sys.executable, DATA_DIR=FIXTURES, OUTPUT_ROOT=str(tmp_path / "runs"),
+               SEEDS="1 2", EXTRA_ARGS="--max_steps 2 --per_device_train_batch_size 4 --report_to none",
+               HF_HUB_OFFLINE="1", WANDB_MODE="disabled")
+    env.update(overrides)
+    return env
+
+
+def run_script(script: str, env: dict) -> subprocess.CompletedProcess:
+    # cwd elsewhere: the scripts must find the repository themselves
+    return subprocess.run(["bash", str(ROOT / script)], env=env, capture_output=True, text=True, cwd="/")
+
+
+def table_rows(out: Path) -> dict:
+    rows = csv.DictReader((out / "report" / "table.csv").open())
+    return {(r["method"], r["settings"]): r for r in rows}
+
+
+def test_run_peft_rejects_a_bad_sweep_before_any_run(tmp_path):
+    proc = run_script("run_peft.sh", grid_env(tmp_path, MODELS="m", LORA_SWEEP="16:32 8:32"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: LORA_SWEEP entry '8:32' must be r:alpha with 1 <= r <= alpha <= 2r (e.g. 16:32)"
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_run_sup_grid_end_to_end_and_resume(tmp_path, tiny_models):
+    env = grid_env(tmp_path, MODELS=tiny_models("bert"), DATASETS="restaurant_sup", METHODS="full svm")
+    proc = run_script("run_sup.sh", env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = tmp_path / "runs"
+    for method in ("full", "svm"):
+        for seed in (1, 2):
+            assert (runs / "restaurant_sup" / "bert" / method / f"seed{seed}" / "run.json").is_file()
+    rows = table_rows(runs)
+    assert set(rows) == {("full", ""), ("svm", "C=1.0, pooling=cls")}
+    assert all(r["n"] == "2" and r["seeds"] == "1 2" and r["dataset"] == "restaurant_sup" for r in rows.values())
+    assert rows[("svm", "C=1.0, pooling=cls")]["trainable_params_mean"] == "99.0"  # 3 classes x 32 + 3
+    assert (runs / "report" / "metric_vs_params.png").stat().st_size > 0
+
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("run.json")}
+    again = run_script("run_sup.sh", env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("skip (run.json exists)") == 4 and "run: " not in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("run.json")} == before
+
+
+@pytest.mark.slow
+def test_run_peft_grid_with_sweep(tmp_path, tiny_models):
+    env = grid_env(tmp_path, MODELS=tiny_models("bert"), METHODS="adapter", LORA_SWEEP="4:8")
+    proc = run_script("run_peft.sh", env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = tmp_path / "runs" / "agnews_sup" / "bert"
+    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("run.json")) == [
+        "adapter/seed1/run.json", "adapter/seed2/run.json", "lora_r4_a8/seed1/run.json", "lora_r4_a8/seed2/run.json"]
+    rows = table_rows(tmp_path / "runs")
+    (sweep,) = [r for (m, s), r in rows.items() if m == "lora"]
+    assert "lora_alpha=8" in sweep["settings"] and "lora_r=4" in sweep["settings"] and sweep["n"] == "2"
+    assert any(m == "adapter" for m, _ in rows)
+
+
+def test_mrpc_lab_rejects_an_unknown_prompt(tmp_path):
+    proc = run_script("labs/mrpc_prompts.sh", grid_env(tmp_path, PROMPTS="none funny"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: unknown prompt 'funny' in PROMPTS; valid: none ")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_rotten_tomatoes_lab_has_validation_and_test_columns(tmp_path, tiny_models):
+    env = grid_env(tmp_path, MODEL=tiny_models("bert"), METHODS="svm lora")
+    proc = run_script("labs/rotten_tomatoes.sh", env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = table_rows(tmp_path / "runs")
+    assert {m for m, _ in rows} == {"svm", "lora"}
+    for r in rows.values():
+        assert r["n"] == "2" and r["validation_accuracy_n"] == "2" and r["test_accuracy_n"] == "2"
+    md = (tmp_path / "runs" / "report" / "table.md").read_text()
+    assert "validation accuracy" in md and "test accuracy" in md
+
+
+@pytest.mark.slow
+def test_mrpc_lab_puts_each_prompt_on_its_own_row(tmp_path, tiny_models):
+    env = grid_env(tmp_path, MODEL=tiny_models("qwen2"), PROMPTS="none right", SEEDS="1")
+    proc = run_script("labs/mrpc_prompts.sh", env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader((tmp_path / "runs" / "report" / "table.csv").open()))
+    prompts = sorted(r["config.prompt"] for r in rows)
+    assert prompts == ["", "Do the following two sentences express the same meaning? Sentence 1: {sentence1} "
+                           "Sentence 2: {sentence2}"]
+    assert all(r["method"] == "lora" and r["dataset"] == "mrpc" for r in rows)
