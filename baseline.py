@@ -24,6 +24,7 @@ import numpy as np
 import sklearn
 import torch
 
+from ftio import write_atomic
 import train  # shared with train.py: data/tokenizer loading, metric script, run-record helpers
 from models import resolve_model_name
 
@@ -234,7 +235,7 @@ def run(args: BaselineArguments) -> dict:
     fit = fit_svm(data, tokenizer, encoder, pooling, args, device)
     metrics = evaluate_splits(fit, data, tokenizer, encoder, pooling, args, device, num_labels)
     record = build_record(args, model_path, encoder, fit, metrics, num_labels, memory)
-    train.write_atomic(os.path.join(args.output_dir, "run.json"), json.dumps(record, indent=2) + "\n")
+    write_atomic(os.path.join(args.output_dir, "run.json"), json.dumps(record, indent=2) + "\n")
     return record
 
 

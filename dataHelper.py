@@ -40,6 +40,8 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
+from ftio import write_json_atomic
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEED = 2025
@@ -724,18 +726,6 @@ EXPORTS: Dict[str, ExportSpec] = {
 }
 
 
-def _write_json_atomic(path: str, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _inside(path: str, folder: str) -> bool:
     path, folder = os.path.realpath(path), os.path.realpath(folder)
     return path == folder or path.startswith(folder + os.sep)
@@ -766,10 +756,10 @@ def export_llamafactory(name: str, out_dir: str = "lf_data", data_dir: Optional[
     if not isinstance(info, dict):
         raise ValueError(f"{info_path}: expected a JSON object of dataset entries")
     for entry, records in entries.items():
-        _write_json_atomic(os.path.join(out_dir, f"{entry}.json"), records[:max_samples])
+        write_json_atomic(os.path.join(out_dir, f"{entry}.json"), records[:max_samples], indent=1)
         info[entry] = {"file_name": f"{entry}.json", "formatting": "alpaca",
                        "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
-    _write_json_atomic(info_path, info)
+    write_json_atomic(info_path, info, indent=1)
     return list(entries)
 
 

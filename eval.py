@@ -30,11 +30,12 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
+
+from ftio import write_json_atomic
 
 logger = logging.getLogger("eval")
 
@@ -195,22 +196,6 @@ def load_predictions(path: str, pred_field: str = "predict", label_field: str = 
     if not refs:
         raise ValueError(f"predictions file {path!r} has no lines to score")
     return refs, cands
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Temp file in the same folder + os.replace: readers never see half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- CLI

@@ -20,10 +20,11 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
+
+from ftio import write_atomic
 
 logger = logging.getLogger("report")
 
@@ -422,20 +423,6 @@ def plot_bars(groups: Sequence[Group], path: str, ylabel: str, scale: float = 1.
 
 
 # ---------------------------------------------------------------------------- output
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class Report:
     groups: list[Group]

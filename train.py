@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, List, Optional, Sequence
@@ -32,6 +31,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
 import methods
+from ftio import write_atomic
 from methods import MethodArguments, count_parameters, get_method
 from models import EMBEDDED_MODELS, resolve_model_name
 
@@ -458,15 +458,6 @@ def write_predictions(path: str, output, test_split) -> None:
     write_atomic(path, "\n".join(rows) + "\n")
 
 
-def write_atomic(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def library_versions() -> dict:
     import adapters
     import datasets
@@ -488,8 +479,9 @@ def build_record(args: tuple, method: methods.Method, model, tokenized, num_labe
     column = "attention_mask" if "attention_mask" in tokenized["train"].column_names else "input_ids"
     lengths = [sum(mask) if column == "attention_mask" else len(mask) for mask in tokenized["train"][column]]
     mean_tokens = float(np.mean(lengths)) if lengths else 0.0
-    # Batches are padded to their longest example, so the peak batch is set by the longest one.
-    max_tokens = int(max(lengths)) if lengths else 0
+    # The longest batch the model sees (what sets peak memory): max_length when every example is
+    # padded to it, else the longest example (batches are padded to their longest member).
+    max_tokens = data_args.max_length if data_args.pad_to_max_length else int(max(lengths, default=0))
     samples_per_second = float(train_output.metrics.get("train_samples_per_second", 0.0))
     return {
         "schema": 1,

@@ -1,0 +1,32 @@
+"""Atomic file writes shared by every script: a reader (or a crash) never sees half a file.
+
+The data goes to a temp file in the target's folder (same file system, so the rename is atomic),
+then `os.replace` swaps it in; on any error the temp file is removed and the old file stays.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Union
+
+
+def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None:
+    """Write `data` (text as UTF-8, or bytes) to `path` atomically, creating its folder."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json_atomic(path: Union[str, os.PathLike], obj: Any, indent: int = 2) -> None:
+    """`obj` as JSON (UTF-8, non-ASCII kept, trailing newline), written atomically."""
+    write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
