@@ -1,4 +1,6 @@
+import logging
 import os
+import sys
 
 # Nothing in the test suite may wait on the network.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -10,6 +12,23 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from tests.tiny import make_tiny  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_closed_log_streams():
+    """Re-point logging handlers whose stream a finished test closed (capsys) at sys.stderr.
+
+    Libraries (transformers, LLaMA-Factory) create their StreamHandler once, bound to whatever
+    sys.stderr is then; when that was an earlier test's capture stream, every later log line
+    would print '--- Logging error ---' into the next test's stderr.
+    """
+    loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for lg in loggers:
+        for handler in lg.handlers:
+            if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
+                handler.stream = sys.stderr  # not setStream(): it flushes the closed stream
+    yield
 
 
 @pytest.fixture(scope="session")
