@@ -24,7 +24,7 @@ def test_b_next_test_still_gets_a_one_line_error(capsys, tmp_path):
     try:
         code = train.main(["--method", "dora", "--output_dir", str(tmp_path)])
         err = capsys.readouterr().err
-        assert code == 2 and err.startswith("error: unknown method 'dora'"), err[:300]
+        assert code == 2 and "error: unknown method 'dora'" in err, err[:300]
         assert "Logging error" not in err
     finally:
         lg.removeHandler(_handler)
