@@ -18,6 +18,7 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal file's mode
         with os.fdopen(fd, "wb") as f:
             f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
@@ -25,6 +26,12 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_json_atomic(path: Union[str, os.PathLike], obj: Any, indent: int = 2) -> None:
