@@ -34,12 +34,8 @@ done
 # shellcheck source=labs/grid.sh
 source "$ROOT/labs/grid.sh"
 
+run_grid "$DATASETS" "$MODELS" "$METHODS"
 for dataset in $DATASETS; do
-    for model in $MODELS; do
-        for method in $METHODS; do
-            run_seeds "$OUTPUT_ROOT/$dataset/$(model_tag "$model")/$method" "$method" "$model" "$dataset"
-        done
-    done
     for pair in $LORA_SWEEP; do
         r="${pair%%:*}"
         alpha="${pair##*:}"

@@ -24,12 +24,6 @@ MAX_LENGTH="${MAX_LENGTH:-128}"
 # shellcheck source=labs/grid.sh
 source "$ROOT/labs/grid.sh"
 
-for dataset in $DATASETS; do
-    for model in $MODELS; do
-        for method in $METHODS; do
-            run_seeds "$OUTPUT_ROOT/$dataset/$(model_tag "$model")/$method" "$method" "$model" "$dataset"
-        done
-    done
-done
+run_grid "$DATASETS" "$MODELS" "$METHODS"
 
 make_report

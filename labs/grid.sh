@@ -78,6 +78,19 @@ run_seeds() {
     done
 }
 
+# run_grid DATASETS MODELS METHODS: run_seeds for every (data set, model, method) in the usual
+# layout OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed> (the lists are whitespace-separated)
+run_grid() {
+    local dataset model method
+    for dataset in $1; do
+        for model in $2; do
+            for method in $3; do
+                run_seeds "$OUTPUT_ROOT/$dataset/$(model_tag "$model")/$method" "$method" "$model" "$dataset"
+            done
+        done
+    done
+}
+
 # make_report [more report.py flags...]: tables and plots of everything under OUTPUT_ROOT
 make_report() {
     local -a extra

@@ -28,7 +28,5 @@ SVM_FLAGS=(
 # shellcheck source=grid.sh
 source "$ROOT/labs/grid.sh"
 
-for method in $METHODS; do
-    run_seeds "$OUTPUT_ROOT/$DATASET/$(model_tag "$MODEL")/$method" "$method" "$MODEL" "$DATASET"
-done
+run_grid "$DATASET" "$MODEL" "$METHODS"
 make_report
