@@ -365,9 +365,13 @@ def _method_colors(plt, groups: Sequence[Group]) -> dict[str, Any]:
 
 
 def _tag(g: Group, members: Sequence[Group]) -> str:
-    """What tells `g` apart from the other points of its method: model (if several), settings, group_by values."""
-    several_models = len({m.model for m in members}) > 1
-    parts = ([model_label(g.model)] if several_models else []) + [g.settings] + [display_value(v, 16) for v in g.extra]
+    """What tells `g` apart from the other points of its method: model, settings, group_by values, each
+    only where they differ among that method's points (a label repeated on every point says nothing)."""
+    same = [m for m in members if m.method == g.method]
+    parts = [model_label(g.model)] if len({m.model for m in same}) > 1 else []
+    if len({m.settings for m in same}) > 1:
+        parts.append(g.settings)
+    parts += [display_value(v, 16) for i, v in enumerate(g.extra) if len({m.extra[i] for m in same}) > 1]
     return " ".join(p for p in parts if p)
 
 
