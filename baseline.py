@@ -37,7 +37,7 @@ class BaselineArguments:
 
     model_name_or_path: str = field(default="minilm", metadata={
         "help": "Encoder: embedded name (minilm), Hub id or local folder."})
-    dataset_name: str = field(default="restaurant_sup", metadata={
+    dataset_name: str = field(default="bbc_news", metadata={
         "help": "dataHelper set name; comma-separated names aggregate (labels offset)."})
     data_dir: Optional[str] = field(default=None, metadata={
         "help": "Data folder (default: $DATA_DIR, then ./data)."})
@@ -175,7 +175,7 @@ def fit_svm(data, tokenizer, encoder, pooling, args: BaselineArguments, device) 
     t0 = time.perf_counter()
     x_train, tokens = extract_features(data["train"]["text"], tokenizer, encoder, pooling, args, device)
     t1 = time.perf_counter()
-    svm = make_svm(args).fit(x_train, np.asarray(data["train"]["labels"]))
+    svm = make_svm(args).fit(x_train, np.asarray(data["train"]["label"]))
     return Fit(svm, len(x_train), tokens, t1 - t0, time.perf_counter() - t1)
 
 
@@ -184,7 +184,7 @@ def evaluate_splits(fit: Fit, data, tokenizer, encoder, pooling, args, device, n
     metrics = {}
     for split in (s for s in ("validation", "test") if s in data):
         x, _ = extract_features(data[split]["text"], tokenizer, encoder, pooling, args, device)
-        y = np.asarray(data[split]["labels"])
+        y = np.asarray(data[split]["label"])
         metrics[split] = classification_metrics(y, fit.svm.predict(x), fit.svm.decision_function(x), num_labels)
     return metrics
 

