@@ -11,8 +11,6 @@ the baseline in the same table.
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import logging
 import os
 import sys
@@ -24,9 +22,11 @@ import numpy as np
 import sklearn
 import torch
 
-from ftio import write_atomic
-import train  # shared with train.py: data/tokenizer loading, metric script, run-record helpers
-from models import resolve_model_name
+import dataHelper
+from ftio import split_list
+from models import load_tokenizer, resolve_model_name
+from record import PeakMemory, build_record, library_versions, write_record
+from scores import classification_scores
 
 logger = logging.getLogger("baseline")
 
@@ -106,7 +106,7 @@ def load_encoder(name: str, device: torch.device):
     from transformers import AutoModel
 
     path = resolve_model_name(name)
-    tokenizer = train.load_tokenizer(name)  # one-line error for unknown names; pad token for decoders
+    tokenizer = load_tokenizer(name)  # one-line error for unknown names; pad token for decoders
     tokenizer.padding_side = "right"  # pool_last relies on it
     model = AutoModel.from_pretrained(path).to(device).eval().requires_grad_(False)
     if getattr(model.config, "is_encoder_decoder", False):
@@ -116,8 +116,10 @@ def load_encoder(name: str, device: torch.device):
 
 def load_data(args: BaselineArguments, tokenizer):
     """(DatasetDict, number of labels), as train.py loads them (same separator rule)."""
-    sep = args.sep_token or tokenizer.sep_token or tokenizer.eos_token
-    return train.load_data(args.dataset_name, sep, args.data_dir)
+    names = split_list(args.dataset_name)
+    data = dataHelper.get_dataset(names[0] if len(names) == 1 else names,
+                                  dataHelper.sep_token_for(tokenizer, args.sep_token), args.data_dir)
+    return data, data["train"].features["label"].num_classes
 
 
 @torch.inference_mode()
@@ -150,10 +152,9 @@ def make_svm(args: BaselineArguments):
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, decision: np.ndarray, num_labels: int) -> dict:
     """train.py's metrics (the local `evaluate` script, same definitions) plus the SVM's hinge loss."""
-    import evaluate
     from sklearn.metrics import hinge_loss
 
-    out = evaluate.load(train.METRIC_SCRIPT).compute(predictions=preds.tolist(), references=labels.tolist())
+    out = classification_scores(preds.tolist(), labels.tolist())
     # multi-class: Crammer-Singer hinge over all classes; binary: decision is (N,), labels 0/1
     out["loss"] = float(hinge_loss(labels, decision, labels=list(range(num_labels)) if num_labels > 2 else None))
     return {k: float(v) for k, v in out.items()}
@@ -189,38 +190,25 @@ def evaluate_splits(fit: Fit, data, tokenizer, encoder, pooling, args, device, n
     return metrics
 
 
-def build_record(args: BaselineArguments, model_path: str, encoder, fit: Fit, metrics: dict, num_labels: int,
-                 memory) -> dict:
-    """The run.json contract (train.py's shape) for one SVM run."""
+def build_svm_record(args: BaselineArguments, model_path: str, encoder, fit: Fit, metrics: dict, num_labels: int,
+                     memory: PeakMemory) -> dict:
+    """The run.json contract (record.build_record) for one SVM run."""
     linear = fit.svm[-1]
     trainable = int(linear.coef_.size + linear.intercept_.size)  # (C or 1, H) weights + biases
-    total = trainable + sum(p.numel() for p in encoder.parameters())
     seconds = fit.feature_seconds + fit.fit_seconds  # training cost = encoding train + fitting
-    return {
-        "schema": 1,
-        "config": dataclasses.asdict(args),
-        "seed": args.seed,
-        "method": "svm",
-        "model": args.model_name_or_path,
-        "model_path": model_path,
-        "dataset": ",".join(n.strip() for n in args.dataset_name.split(",") if n.strip()),
-        "settings": {"pooling": args.pooling, "C": args.C},
-        "versions": {**train.library_versions(), "scikit-learn": sklearn.__version__},
-        "device": train.device_name(),
-        "world_size": 1,
-        "metrics": metrics,
-        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / total},
-        "time": {"train_seconds": seconds, "samples_per_second": fit.train_samples / seconds,
-                 "tokens_per_second": fit.train_tokens / seconds,
-                 "feature_seconds": fit.feature_seconds, "fit_seconds": fit.fit_seconds},
-        "memory": memory.result(),
-        "data": {"train_samples": fit.train_samples, "num_labels": num_labels, "max_length": args.max_length,
-                 "mean_tokens": fit.train_tokens / max(fit.train_samples, 1)},
-        "training": {"per_device_train_batch_size": args.batch_size, "steps": 0, "epochs": 0.0,
-                     "bf16": args.bf16, "gradient_checkpointing": False,
-                     "svm_iterations": int(linear.n_iter_)},
-        "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    return build_record(
+        config=dataclasses.asdict(args), seed=args.seed, method="svm", model=args.model_name_or_path,
+        model_path=model_path, dataset=",".join(split_list(args.dataset_name)),
+        settings={"pooling": args.pooling, "C": args.C}, metrics=metrics,
+        params={"trainable": trainable, "total": trainable + sum(p.numel() for p in encoder.parameters())},
+        time={"train_seconds": seconds, "samples_per_second": fit.train_samples / seconds,
+              "tokens_per_second": fit.train_tokens / seconds,
+              "feature_seconds": fit.feature_seconds, "fit_seconds": fit.fit_seconds},
+        memory=memory.result(),
+        data={"train_samples": fit.train_samples, "num_labels": num_labels, "max_length": args.max_length,
+              "mean_tokens": fit.train_tokens / max(fit.train_samples, 1)},
+        training={"steps": 0, "epochs": 0.0, "svm_iterations": int(linear.n_iter_)},
+        versions=library_versions(**{"scikit-learn": sklearn.__version__}))
 
 
 def run(args: BaselineArguments) -> dict:
@@ -229,13 +217,13 @@ def run(args: BaselineArguments) -> dict:
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args = dataclasses.replace(args, bf16=use_bf16(args.bf16, device))
-    memory = train.PeakMemory()  # baseline taken now, before the encoder loads (the run.json contract)
+    memory = PeakMemory()  # baseline taken now, before the encoder loads (the run.json contract)
     model_path, tokenizer, encoder = load_encoder(args.model_name_or_path, device)
     data, num_labels = load_data(args, tokenizer)
     fit = fit_svm(data, tokenizer, encoder, pooling, args, device)
     metrics = evaluate_splits(fit, data, tokenizer, encoder, pooling, args, device, num_labels)
-    record = build_record(args, model_path, encoder, fit, metrics, num_labels, memory)
-    write_atomic(os.path.join(args.output_dir, "run.json"), json.dumps(record, indent=2) + "\n")
+    record = build_svm_record(args, model_path, encoder, fit, metrics, num_labels, memory)
+    write_record(args.output_dir, record)
     return record
 
 

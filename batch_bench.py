@@ -36,7 +36,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 import methods
 from ftio import write_atomic
 from models import resolve_model_name
-from train import PeakMemory
+from record import PeakMemory
 
 logger = logging.getLogger("batch_bench")
 RESULT_PREFIX = "BATCH_BENCH_RESULT "  # marks the worker's one JSON line on stdout

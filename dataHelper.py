@@ -482,6 +482,15 @@ DATASETS: Dict[str, DatasetSpec] = {
 }
 
 
+def sep_token_for(tokenizer: Any = None, sep_token: Optional[str] = None) -> str:
+    """The separator between text parts (ABSA term / sentence, MRPC pair): the one rule every script
+    uses. An explicit `sep_token` wins, then the tokenizer's sep token (BERT [SEP]), then its eos
+    token (decoders), then '<SEP>' (the course's default)."""
+    if sep_token:
+        return sep_token
+    return getattr(tokenizer, "sep_token", None) or getattr(tokenizer, "eos_token", None) or "<SEP>"
+
+
 # --------------------------------------------------------------------------- locating sources
 def default_data_dir(data_dir: Optional[str] = None) -> str:
     return data_dir or os.environ.get("DATA_DIR") or "./data"
@@ -859,7 +868,7 @@ def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_di
     from models import resolve_model_name
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
-    sep = sep_token or tok.sep_token or "<SEP>"
+    sep = sep_token_for(tok, sep_token)
     start = time.perf_counter()
     dd = get_dataset(name, sep, data_dir, **options)
     seconds = time.perf_counter() - start

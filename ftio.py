@@ -1,4 +1,6 @@
-"""Atomic file writes shared by every script: a reader (or a crash) never sees half a file.
+"""Small helpers shared by every script: atomic file writes and comma-list splitting.
+
+Atomic writes: a reader (or a crash) never sees half a file.
 
 The data goes to a temp file in the target's folder (same file system, so the rename is atomic),
 then `os.replace` swaps it in; on any error the temp file is removed and the old file stays.
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Union
+from typing import Any, List, Optional, Union
 
 
 def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None:
@@ -37,3 +39,8 @@ def _umask() -> int:
 def write_json_atomic(path: Union[str, os.PathLike], obj: Any, indent: int = 2) -> None:
     """`obj` as JSON (UTF-8, non-ASCII kept, trailing newline), written atomically."""
     write_atomic(path, json.dumps(obj, ensure_ascii=False, indent=indent) + "\n")
+
+
+def split_list(text: Optional[str]) -> List[str]:
+    """'a, b,,c' -> ['a', 'b', 'c']: the one way a comma-separated flag is read (None/'' -> [])."""
+    return [part.strip() for part in (text or "").split(",") if part.strip()]

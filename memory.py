@@ -39,15 +39,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
+from ftio import split_list
+from methods import METHODS as TRAIN_METHODS
+from record import read_record, upgrade
+
 logger = logging.getLogger("memory")
 
 GiB = 1024**3
 DTYPE_BYTES: dict[str, int] = {"fp32": 4, "bf16": 2, "fp16": 2}
-METHODS = ("full", "head", "lora", "adapter", "qlora")
 OPTIMIZERS = ("adamw", "adamw_8bit", "sgd")
 TASKS = ("auto", "seq_cls", "causal_lm", "base")
-# train.py method names that cost the same as one of ours (LoRA written from scratch = LoRA)
-METHOD_ALIASES = {"lora_scratch": "lora"}
 
 # NF4 as bitsandbytes stores it (bnb_4bit_use_double_quant=True, blocksize 64): 4 bits per
 # weight, one 8-bit absmax per 64-weight block, and one fp32 scale per 256 absmax values.
@@ -390,7 +391,7 @@ def build_arch(cfg, task: str = "auto", num_labels: int | None = None) -> Arch:
 class Settings:
     """One training setup (per GPU batch)."""
 
-    method: str = field(default="full", metadata={"help": "full | head | lora | adapter | qlora"})
+    method: str = field(default="full", metadata={"help": "a train.py method (methods.METHODS): full, head, lora ..."})
     batch_size: int = field(default=8, metadata={"help": "per-device train batch size"})
     seq_len: int = field(default=512, metadata={"help": "tokens per sample (the padded length)"})
     dtype: str = field(default="bf16", metadata={"help": "compute dtype; bf16/fp16 = mixed precision"})
@@ -422,7 +423,7 @@ def _positive(name: str, value) -> None:
 
 def validate(s: Settings) -> None:
     """One-line ValueErrors for settings that make no sense."""
-    for name, choices, value in (("method", METHODS, s.method), ("optimizer", OPTIMIZERS, s.optimizer),
+    for name, choices, value in (("method", tuple(TRAIN_METHODS), s.method), ("optimizer", OPTIMIZERS, s.optimizer),
                                  ("dtype", tuple(DTYPE_BYTES), s.dtype),
                                  ("adapter_config", ("pfeiffer", "houlsby"), s.adapter_config),
                                  ("attention", ("auto", "flash", "eager", "math_cpu"), s.attention)):
@@ -504,7 +505,20 @@ def trainable_parts(arch: Arch, s: Settings) -> dict[str, int]:
     return {"base": cls_head, "added": added}
 
 
-def _precision(s: Settings) -> dict:
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per element (activations) or per parameter (the rest) of each training state."""
+
+    act: int          # activations: the compute dtype
+    frozen: float     # storage of a frozen weight (NF4 block linears: see Plan.weights)
+    trainable: int    # a trainable weight (the master copy)
+    grad: int         # its gradient
+    opt: float        # its optimizer state (ZeRO: + the fp32 master)
+    cast: int         # autocast's 16-bit copy of an fp32 weight; 0 when nothing is cast
+    nf4: bool = False  # QLoRA: block linears stored in 4 bit, dequantized on the fly
+
+
+def precision_of(s: Settings) -> Precision:
     """Bytes per parameter of each state, by precision recipe.
 
     Mixed precision without ZeRO (HF Trainer / accelerate autocast, LLaMA-Factory): trainable
@@ -517,9 +531,10 @@ def _precision(s: Settings) -> dict:
     mixed = act == 2
     frozen = DTYPE_BYTES[s.weights_dtype or s.dtype]
     opt = {"adamw": 8.0, "adamw_8bit": ADAM8BIT_BYTES_PER_PARAM, "sgd": 0.0}[s.optimizer]
+    nf4 = s.method == "qlora"
     if mixed and s.zero:
-        return {"act": act, "frozen": frozen, "trainable": 2, "grad": 2, "opt": opt + 4, "cast": 0}
-    return {"act": act, "frozen": frozen, "trainable": 4, "grad": 4, "opt": opt, "cast": 2 if mixed else 0}
+        return Precision(act, frozen, trainable=2, grad=2, opt=opt + 4, cast=0, nf4=nf4)
+    return Precision(act, frozen, trainable=4, grad=4, opt=opt, cast=2 if mixed else 0, nf4=nf4)
 
 
 def _attention_mode(block: Block, s: Settings) -> str:
@@ -530,16 +545,56 @@ def _attention_mode(block: Block, s: Settings) -> str:
     return "flash"
 
 
-def block_activation_bytes(block: Block, s: Settings, p: dict, trains: Callable[[Linear], bool],
-                           lora: Callable[[Linear], bool], stream: int) -> float:
+@dataclass(frozen=True)
+class Plan:
+    """One method on one architecture: what trains, how far backward reaches, which dtypes flow."""
+
+    arch: Arch
+    s: Settings
+    p: Precision
+    base_trainable: int  # parameters of the base model (or its head) that train
+    added: int           # parameters the method adds (LoRA, adapters)
+
+    @property
+    def trainable(self) -> int:
+        return self.base_trainable + self.added
+
+    @property
+    def full(self) -> bool:
+        return self.s.method == "full"
+
+    @property
+    def backward_through_layers(self) -> bool:
+        return self.s.method != "head"
+
+    @property
+    def lora_targets(self) -> list[str]:
+        return (self.s.lora_target_modules or list(self.arch.lora_default)) if self.s.method in ("lora", "qlora") else []
+
+    @property
+    def linear_params(self) -> int:
+        return sum(lin.params for b in self.arch.blocks for lin in b.linears)
+
+    @property
+    def stream(self) -> int:
+        """Bytes of the residual stream: fp32 when the embeddings are fp32 (masters, or an fp32
+        load), even under autocast; QLoRA's 16-bit base keeps it 16-bit."""
+        if self.p.nf4:
+            return self.p.act
+        emb_bytes = self.p.trainable if self.full else self.p.frozen
+        return 4 if (emb_bytes == 4 or self.p.act == 4) else self.p.act
+
+    def lora(self, lin: Linear) -> bool:
+        return bool(self.lora_targets) and _targeted(lin, self.lora_targets)
+
+
+def block_activation_bytes(block: Block, plan: Plan) -> float:
     """Bytes one layer saves for backward, per token (b*s = 1), slot by slot.
 
-    `trains(lin)`: the linear's own weight trains (its input must be saved); `lora(lin)`: a LoRA
-    branch reads its input (dropout mask + a 16-bit copy for lora_A). `stream`: bytes of the
-    residual stream (fp32 when the weights are fp32 masters, even under autocast).
-    """
-    act, h, inter = p["act"], block.hidden, block.intermediate
-    s_len = s.seq_len
+    Under full fine-tuning every linear's weight trains, so its input is saved for the weight
+    gradient; `plan.lora(lin)`: a LoRA branch reads its input (dropout mask + a 16-bit copy for lora_A)."""
+    s, act, stream = plan.s, plan.p.act, plan.stream
+    h, inter = block.hidden, block.intermediate
     total = 0.0
     # Norm inputs (LayerNorm saves its input; HF's RMSNorm upcasts it to fp32 and saves that).
     total += block.norms * h * (4 if block.rms else stream)
@@ -549,23 +604,14 @@ def block_activation_bytes(block: Block, s: Settings, p: dict, trains: Callable[
     casts_each = stream != act
     for group, width in widths.items():
         members = [lin for lin in block.linears if lin.group == group]
-        n_train = sum(1 for lin in members if trains(lin))
+        n_train = len(members) if plan.full else 0
         reads_stream = group in ("qkv", "xq", "enc", "fc1")
         if n_train:
             total += width * act * (n_train if casts_each and reads_stream else 1)
         # LoRA branch: lora_dropout's mask + the 16-bit input lora_A saves
-        total += sum(width * (act + _mask_bytes(s, stream if reads_stream else act)) for lin in members if lora(lin))
-    # Attention core, per attention module: q, k, v (+ output) and the s x s part.
-    q_w, kv_w = block.heads * block.head_dim, block.kv_heads * block.head_dim
-    mode = _attention_mode(block, s)
-    for _ in range(block.attentions):
-        if mode == "flash":  # q, k, v, out (16-bit) + fp32 logsumexp per head
-            total += (2 * q_w + 2 * kv_w) * act + 4 * block.heads
-        elif mode == "math_cpu":  # torch's CPU math SDPA upcasts to fp32: q, k, v + 3 s x s copies
-            total += (q_w + 2 * kv_w) * 4 + 12 * block.heads * s_len
-        else:  # eager: softmax output (+ dropout mask and output), q, k, v
-            drop = (1 + act) if block.attn_dropout > 0 else 0
-            total += (q_w + 2 * q_w) * act + (act + drop) * block.heads * s_len
+        total += sum(width * (act + _mask_bytes(s, stream if reads_stream else act))
+                     for lin in members if plan.lora(lin))
+    total += attention_core_bytes(block, s, act)
     # MLP nonlinearity: GELU saves its input; SwiGLU saves gate, silu(gate) and up.
     total += inter * act * (3 if block.gated else 1)
     # Hidden dropout masks after the attention and MLP output projections (16-bit outputs).
@@ -574,115 +620,125 @@ def block_activation_bytes(block: Block, s: Settings, p: dict, trains: Callable[
     return total
 
 
+def attention_core_bytes(block: Block, s: Settings, act: int) -> float:
+    """Per token, per layer: q, k, v (+ output) and the s x s part of every attention module."""
+    q_w, kv_w = block.heads * block.head_dim, block.kv_heads * block.head_dim
+    mode = _attention_mode(block, s)
+    if mode == "flash":  # q, k, v, out (16-bit) + fp32 logsumexp per head
+        one = (2 * q_w + 2 * kv_w) * act + 4 * block.heads
+    elif mode == "math_cpu":  # torch's CPU math SDPA upcasts to fp32: q, k, v + 3 s x s copies
+        one = (q_w + 2 * kv_w) * 4 + 12 * block.heads * s.seq_len
+    else:  # eager: softmax output (+ dropout mask and output), q, k, v
+        drop = (1 + act) if block.attn_dropout > 0 else 0
+        one = (q_w + 2 * q_w) * act + (act + drop) * block.heads * s.seq_len
+    return one * block.attentions
+
+
 def _mask_bytes(s: Settings, input_bytes: int) -> int:
     """Bytes per element of a saved dropout mask: CUDA's fused dropout keeps a bool mask; the
     CPU path multiplies by a noise tensor of the input's dtype and saves that."""
     return 1 if s.platform == "gpu" else input_bytes
 
 
-def estimate(arch: Arch, s: Settings) -> Estimate:
-    """Per-GPU (or CPU process) memory of training `arch` with settings `s`."""
-    validate(s)
-    p = _precision(s)
-    parts = trainable_parts(arch, s)
-    trainable = parts["base"] + parts["added"]
-    if trainable == 0:
-        raise ValueError(f"method {s.method!r} trains nothing for task {arch.task!r}: use --task seq_cls or causal_lm")
-    notes: list[str] = []
-    tokens = s.batch_size * s.seq_len
+# ---- the terms (bytes, before ZeRO partitioning)
 
-    # ---- weights: frozen storage + trainable masters (LoRA/adapter weights too: peft upcasts
-    # adapter weights to fp32 by default)
-    linear_params = sum(lin.params for b in arch.blocks for lin in b.linears)
-    frozen = arch.total_params - parts["base"]
-    if s.method == "qlora":
+def weights_bytes(plan: Plan, notes: list[str]) -> float:
+    """Frozen storage + trainable masters (LoRA/adapter weights too: peft keeps them fp32)."""
+    frozen = plan.arch.total_params - plan.base_trainable
+    if plan.p.nf4:
         # Block linears in NF4; embeddings, norms and heads stay 16-bit (bitsandbytes skips them).
-        weights = linear_params * NF4_BYTES_PER_PARAM + (frozen - linear_params) * 2
+        weights = plan.linear_params * NF4_BYTES_PER_PARAM + (frozen - plan.linear_params) * 2
         notes.append(f"qlora: NF4 {NF4_BYTES_PER_PARAM:.4f} B/param for block linears "
                      "(double-quant constants included); embeddings/norms/head 16-bit")
     else:
-        weights = frozen * p["frozen"]
-    weights += trainable * p["trainable"]
+        weights = frozen * plan.p.frozen
+    return weights + plan.trainable * plan.p.trainable
 
-    # ---- which linears keep their inputs, how far backward goes
-    full = s.method == "full"
-    targets = (s.lora_target_modules or list(arch.lora_default)) if s.method in ("lora", "qlora") else []
-    backward_through_layers = s.method != "head"
-    # residual stream dtype: fp32 when the embeddings are fp32 (masters, or an fp32 load)
-    emb_bytes = p["trainable"] if full else p["frozen"]
-    stream = 4 if (emb_bytes == 4 or p["act"] == 4) else p["act"]
-    if s.method == "qlora":
-        stream = p["act"]
 
-    def trains(lin: Linear) -> bool:
-        return full
-
-    def lora(lin: Linear) -> bool:
-        return bool(targets) and _targeted(lin, targets)
-
-    # ---- weight copies: autocast's 16-bit casts of fp32 weights. Trainable weights' casts are
-    # cached for the step; a frozen fp32 weight's cast is saved by its matmul when backward
-    # must pass through it (grad of the input needs W). NF4 weights are dequantized transiently.
+def weight_copies_bytes(plan: Plan) -> float:
+    """Autocast's 16-bit casts of fp32 weights. Trainable weights' casts are cached for the step;
+    a frozen fp32 weight's cast is saved by its matmul when backward must pass through it (the
+    input gradient needs W). NF4 weights are dequantized transiently (see activations)."""
+    p, arch = plan.p, plan.arch
+    if not p.cast:
+        return 0.0
+    frozen_fp32 = p.frozen == 4 and not p.nf4
+    head_matmul = arch.head_params or (arch.vocab * arch.hidden if arch.head_tied else 0)
+    head_trains = plan.full or plan.s.method == "head" or arch.task == "seq_cls"
     copies = 0.0
-    if p["cast"]:
-        frozen_fp32 = p["frozen"] == 4 and s.method != "qlora"
-        head_matmul = arch.head_params or (arch.vocab * arch.hidden if arch.head_tied else 0)
-        head_trains = full or s.method == "head" or arch.task == "seq_cls"
-        if backward_through_layers and (full or frozen_fp32):
-            copies += linear_params * p["cast"]
-        if head_trains or (backward_through_layers and frozen_fp32):
-            copies += head_matmul * p["cast"]
-        copies += parts["added"] * p["cast"]
+    if plan.backward_through_layers and (plan.full or frozen_fp32):
+        copies += plan.linear_params * p.cast
+    if head_trains or (plan.backward_through_layers and frozen_fp32):
+        copies += head_matmul * p.cast
+    return copies + plan.added * p.cast
 
-    # ---- activations
-    per_layer = [block_activation_bytes(b, s, p, trains, lora, stream) for b in arch.blocks]
+
+def activations_bytes(plan: Plan) -> float:
+    """Saved-for-backward tensors of every layer (or one layer's working set), embeddings, logits."""
+    arch, s, p = plan.arch, plan.s, plan.p
+    tokens = s.batch_size * s.seq_len
+    per_layer = [block_activation_bytes(b, plan) for b in arch.blocks]
     biggest = max(per_layer)
-    head_in = arch.hidden * p["act"]
-    if not backward_through_layers:
+    if not plan.backward_through_layers:
         # No layer needs its tensors after the forward: only the transient working set of one
-        # layer is alive (the head's input is negligible).
-        activations = tokens * (biggest + head_in)
+        # layer is alive (plus the head's input).
+        activations = tokens * (biggest + arch.hidden * p.act)
     elif s.gradient_checkpointing:
         # each layer's input is kept; one layer is recomputed (its tensors alive) in backward
-        activations = tokens * (len(arch.blocks) * arch.hidden * stream + biggest)
+        activations = tokens * (len(arch.blocks) * arch.hidden * plan.stream + biggest)
     else:
         activations = tokens * (sum(per_layer) + biggest)  # + one layer's gradients in flight
-    if backward_through_layers:
-        activations += tokens * arch.hidden * stream * (arch.embedding_norms + 1)  # embeddings out
+    if plan.backward_through_layers:
+        activations += tokens * arch.hidden * plan.stream * (arch.embedding_norms + 1)  # embeddings out
     if arch.task == "causal_lm":
         # logits (b, s, V): 16-bit output + fp32 upcast kept by log_softmax + fp32 grad in backward
-        activations += tokens * arch.vocab * (p["act"] + 8)
-    if s.method == "qlora":
+        activations += tokens * arch.vocab * (p.act + 8)
+    if p.nf4:
         # bitsandbytes dequantizes one weight at a time to 16 bit, forward and backward
         activations += max(lin.params for b in arch.blocks for lin in b.linears) * 2
+    return activations
 
-    # LoRA/adapter params follow the trainable recipe too (peft keeps them fp32; DeepSpeed casts
-    # them to 16 bit and keeps fp32 masters in the optimizer, like every trainable param).
-    grads = trainable * p["grad"]
-    optim = trainable * p["opt"]
 
-    # ---- ZeRO partitioning over GPUs
+def partition(plan: Plan, terms: dict[str, float], notes: list[str]) -> dict[str, float]:
+    """DeepSpeed ZeRO over `gpus`: stage 1 splits the optimizer, 2 also gradients, 3 also weights
+    (and gathers one layer's full 16-bit weights at a time, prefetching the next)."""
+    s, out = plan.s, dict(terms)
     n = max(s.gpus, 1)
-    if s.zero >= 1:
-        optim /= n
-    if s.zero >= 2:
-        grads /= n
+    for stage, key in ((1, "optimizer"), (2, "gradients"), (3, "weights")):
+        if s.zero >= stage:
+            out[key] /= n
     if s.zero >= 3:
-        weights /= n
-        # ZeRO-3 gathers one layer's full 16-bit weights at a time (and prefetches the next)
-        activations += 2 * max(b.params for b in arch.blocks) * 2
+        out["activations"] += 2 * max(b.params for b in plan.arch.blocks) * 2
     if s.gpus > 1 and s.zero == 0:
         notes.append("zero 0 (DDP): every GPU holds the full model, gradients and optimizer")
+    return out
 
+
+def overhead_bytes(s: Settings, activations: float) -> float:
     if s.platform == "gpu":
-        overhead = GPU_OVERHEAD
-    else:
-        overhead = CPU_OVERHEAD_FIXED + CPU_ALLOCATOR_SLACK * activations
-    per_param = {"frozen_weight": p["frozen"] if s.method != "qlora" else NF4_BYTES_PER_PARAM,
-                 "trainable_weight": p["trainable"], "gradient": p["grad"], "optimizer": p["opt"],
-                 "weight_copy": p["cast"], "activation": p["act"]}
-    return Estimate(int(weights), int(copies), int(grads), int(optim), int(activations), int(overhead),
-                    int(trainable), int(arch.total_params + parts["added"]), per_param, notes)
+        return GPU_OVERHEAD
+    return CPU_OVERHEAD_FIXED + CPU_ALLOCATOR_SLACK * activations
+
+
+def estimate(arch: Arch, s: Settings) -> Estimate:
+    """Per-GPU (or CPU process) memory of training `arch` with settings `s`: the sum of named terms."""
+    validate(s)
+    s = replace(s, method=TRAIN_METHODS[s.method].memory_as or s.method)  # lora_scratch costs as lora
+    parts = trainable_parts(arch, s)
+    plan = Plan(arch, s, precision_of(s), parts["base"], parts["added"])
+    if plan.trainable == 0:
+        raise ValueError(f"method {s.method!r} trains nothing for task {arch.task!r}: use --task seq_cls or causal_lm")
+    notes: list[str] = []
+    terms = {"weights": weights_bytes(plan, notes), "weight_copies": weight_copies_bytes(plan),
+             "gradients": plan.trainable * plan.p.grad, "optimizer": plan.trainable * plan.p.opt,
+             "activations": activations_bytes(plan)}
+    terms = partition(plan, terms, notes)
+    terms["overhead"] = overhead_bytes(s, terms["activations"])
+    per_param = {"frozen_weight": NF4_BYTES_PER_PARAM if plan.p.nf4 else plan.p.frozen,
+                 "trainable_weight": plan.p.trainable, "gradient": plan.p.grad, "optimizer": plan.p.opt,
+                 "weight_copy": plan.p.cast, "activation": plan.p.act}
+    return Estimate(**{k: int(v) for k, v in terms.items()}, trainable_params=int(plan.trainable),
+                    total_params=int(arch.total_params + plan.added), per_param=per_param, notes=notes)
 
 
 # --------------------------------------------------------------------------- output
@@ -705,30 +761,25 @@ def format_estimate(name: str, arch: Arch, s: Settings, est: Estimate) -> str:
 
 # --------------------------------------------------------------------------- compare
 def settings_from_run(run: dict) -> tuple:
-    """(model name, Settings, task, num_labels) reproducing a run.json's training setup."""
-    cfg = run.get("config", {})
-    data, training = run.get("data", {}), run.get("training", {})
+    """(model name, Settings, task, num_labels) reproducing a run.json's training setup (any schema:
+    `record.upgrade` puts every argument in `config`)."""
+    run = upgrade(run)
+    cfg, data = run.get("config", {}), run.get("data", {})
     on_cpu = str(run.get("memory", {}).get("how", "")).startswith("cpu") or str(run.get("device", "cpu")) == "cpu"
-    bf16 = bool(training.get("bf16", cfg.get("bf16", False)))
-    fp16 = bool(cfg.get("fp16", False))
-    targets = cfg.get("lora_target_modules")
-    if isinstance(targets, str):
-        targets = [t.strip() for t in targets.split(",") if t.strip()]
     optim = str(cfg.get("optim", "adamw_torch"))
-    method = run.get("method") or cfg.get("method", "full")
     s = Settings(
-        method=METHOD_ALIASES.get(method, method),
-        batch_size=int(training.get("per_device_train_batch_size", cfg.get("per_device_train_batch_size", 8))),
+        method=run.get("method") or cfg.get("method", "full"),
+        batch_size=int(cfg.get("per_device_train_batch_size", 8)),
         seq_len=int(_peak_tokens(data, cfg)),
-        dtype="bf16" if bf16 else ("fp16" if fp16 else "fp32"),
+        dtype="bf16" if cfg.get("bf16") else ("fp16" if cfg.get("fp16") else "fp32"),
         # train.py loads the model in fp32 and trains under autocast (HF Trainer's --bf16)
         weights_dtype="fp32",
         optimizer="adamw_8bit" if "8bit" in optim else ("sgd" if optim.startswith("sgd") else "adamw"),
         lora_r=int(cfg.get("lora_r") or 8),
-        lora_target_modules=targets or None,
+        lora_target_modules=split_list(cfg.get("lora_target_modules")) or None,
         adapter_config=str(cfg.get("adapter_config") or "pfeiffer"),
         reduction_factor=int(cfg.get("reduction_factor") or 16),
-        gradient_checkpointing=bool(training.get("gradient_checkpointing", cfg.get("gradient_checkpointing", False))),
+        gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         gpus=0 if on_cpu else 1,
     )
     model = run.get("model_path") or run.get("model") or cfg.get("model_name_or_path", "minilm")
@@ -746,14 +797,10 @@ def _peak_tokens(data: dict, cfg: dict) -> int:
 
 def compare_run(run_dir: str) -> dict:
     """Estimate for one run directory vs its measured peak."""
-    path = run_dir if run_dir.endswith(".json") else os.path.join(run_dir, "run.json")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no run.json in {run_dir!r}: pass folders written by train.py")
-    with open(path) as f:
-        run = json.load(f)
+    run = read_record(run_dir)
     measured = run.get("memory", {}).get("peak_bytes")
     if not measured:
-        raise ValueError(f"{path} has no memory.peak_bytes to compare against")
+        raise ValueError(f"{run_dir} has no memory.peak_bytes to compare against")
     model, s, task, labels = settings_from_run(run)
     est = estimate(build_arch(load_config(model), task, labels), s)
     # max_memory_allocated does not see the CUDA context: compare without the fixed overhead.
@@ -773,51 +820,50 @@ def format_compare(rows: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- CLI
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", nargs="?", help="model folder, config.json, embedded/built-in name or Hub id")
-    ap.add_argument("--compare", nargs="+", metavar="RUN_DIR", help="estimate vs measured for run folders")
-    ap.add_argument("--task", default="auto", help="auto | seq_cls | causal_lm | base")
-    ap.add_argument("--num_labels", type=int, default=None, help="classes of a seq_cls head")
-    ap.add_argument("--json", action="store_true", help="print one JSON object")
-    defaults = Settings()
-    for name, f in Settings.__dataclass_fields__.items():
-        flag, default = f"--{name}", getattr(defaults, name)
-        if isinstance(default, bool):
-            ap.add_argument(flag, action="store_true", help=f.metadata["help"])
-        elif name == "lora_target_modules":
-            ap.add_argument(flag, default=None, help=f.metadata["help"] + " (comma-separated)")
-        else:
-            ap.add_argument(flag, type=type(default) if default is not None else str, default=default,
-                            help=f.metadata["help"])
-    return ap.parse_args(argv)
+@dataclass
+class MemoryArguments:
+    """What memory.py does besides the training Settings."""
+
+    compare: list[str] | None = field(default=None, metadata={
+        "help": "run folders (or run.json files): estimate vs measured peak for each"})
+    task: str = field(default="auto", metadata={"help": "auto | seq_cls | causal_lm | base"})
+    num_labels: int | None = field(default=None, metadata={"help": "classes of a seq_cls head"})
+    json: bool = field(default=False, metadata={"help": "print one JSON object"})
 
 
-def run_estimate(args: argparse.Namespace) -> dict:
-    if not args.model:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[str | None, Settings, MemoryArguments]:
+    """(model, Settings, MemoryArguments) from the command line (HfArgumentParser over both dataclasses)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((Settings, MemoryArguments), description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", nargs="?", help="model folder, config.json, embedded/built-in name or Hub id")
+    s, margs, rest = parser.parse_args_into_dataclasses(args=argv)
+    # --lora_target_modules takes names separated by spaces or commas
+    targets = [t for item in (s.lora_target_modules or []) for t in split_list(item)]
+    return rest.model, replace(s, lora_target_modules=targets or None), margs
+
+
+def run_estimate(model: str | None, s: Settings, margs: MemoryArguments) -> dict:
+    if not model:
         raise ValueError("give a model (name, folder or config.json) or --compare RUN_DIR...")
-    kwargs = {name: getattr(args, name) for name in Settings.__dataclass_fields__}
-    if kwargs["lora_target_modules"]:
-        kwargs["lora_target_modules"] = [t.strip() for t in kwargs["lora_target_modules"].split(",") if t.strip()]
-    s = Settings(**kwargs)
     validate(s)
-    arch = build_arch(load_config(args.model), args.task, args.num_labels)
+    arch = build_arch(load_config(model), margs.task, margs.num_labels)
     est = estimate(arch, s)
-    return {"text": format_estimate(args.model, arch, s, est),
-            "json": {"model": args.model, "task": arch.task, "settings": asdict(s), **est.as_dict()}}
+    return {"text": format_estimate(model, arch, s, est),
+            "json": {"model": model, "task": arch.task, "settings": asdict(s), **est.as_dict()}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
+    model, s, margs = parse_args(argv)
     try:
-        if args.compare:
-            rows = [compare_run(d) for d in args.compare]
-            print(json.dumps(rows, indent=2) if args.json else format_compare(rows))
+        if margs.compare:
+            rows = [compare_run(d) for d in margs.compare]
+            print(json.dumps(rows, indent=2) if margs.json else format_compare(rows))
         else:
-            result = run_estimate(args)
-            print(json.dumps(result["json"], indent=2) if args.json else result["text"])
+            result = run_estimate(model, s, margs)
+            print(json.dumps(result["json"], indent=2) if margs.json else result["text"])
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

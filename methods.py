@@ -24,30 +24,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ftio import split_list
+
 import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class MethodArguments:
-    """Which fine-tuning method to use and its settings (flags of train.py)."""
-
-    method: str = field(default="lora", metadata={
-        "help": "Fine-tuning method: full, head, lora, lora_scratch, adapter or qlora."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank r (lora, lora_scratch, qlora)."})
-    lora_alpha: float = field(default=16, metadata={
-        "help": "LoRA alpha; the update is scaled by alpha / r."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch input."})
-    lora_target_modules: Optional[str] = field(default=None, metadata={
-        "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'); default: peft's "
-                "per-architecture default (query/value projections)."})
-    adapter_config: str = field(default="pfeiffer", metadata={
-        "help": "Bottleneck adapter config: pfeiffer (seq_bn, one adapter per layer after the FFN) or "
-                "houlsby (double_seq_bn, after attention and after the FFN)."})
-    reduction_factor: int = field(default=16, metadata={
-        "help": "Adapter bottleneck size = hidden size / reduction_factor."})
 
 
 # ---------------------------------------------------------------- parameter helpers
@@ -94,7 +76,7 @@ def resolve_target_modules(model: nn.Module, targets: Optional[str]) -> List[str
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
     if targets:
-        names = [t.strip() for t in targets.split(",") if t.strip()]
+        names = split_list(targets)
     else:
         model_type = model.config.model_type
         if model_type not in DEFAULTS and model_type not in EXTRA_DEFAULT_TARGETS:
@@ -292,24 +274,92 @@ class Method:
     name: str
     apply: Callable  # (model, MethodArguments) -> model with the right parameters trainable
     learning_rate: float  # default when --learning_rate is not given
+    help: str = ""
     settings: Callable[[MethodArguments], dict] = lambda args: {}
     load_kwargs: Callable[[MethodArguments], dict] = lambda args: {}  # extra from_pretrained kwargs
     check: Callable[[str], None] = lambda name: None  # raises ValueError when it cannot run here
     training_overrides: Dict[str, object] = field(default_factory=dict)  # TrainingArguments values
+    memory_as: Optional[str] = None  # memory.py's cost model (None: the method's own name)
 
 
 METHODS: Dict[str, Method] = {m.name: m for m in [
-    Method("full", apply_full, learning_rate=5e-5),
-    Method("head", apply_head, learning_rate=1e-3),
-    Method("lora", apply_lora, learning_rate=5e-4, settings=_lora_settings),
-    Method("lora_scratch", apply_lora_scratch, learning_rate=5e-4, settings=_lora_settings),
-    Method("adapter", apply_adapter, learning_rate=5e-4, settings=_adapter_settings),
-    Method("qlora", apply_qlora, learning_rate=2e-4, settings=_lora_settings, load_kwargs=qlora_load_kwargs,
-           check=check_cuda, training_overrides={"optim": "paged_adamw_8bit"}),
+    Method("full", apply_full, 5e-5, "every parameter trains"),
+    Method("head", apply_head, 1e-3, "only the classification head trains"),
+    Method("lora", apply_lora, 5e-4, "peft LoRA on the target modules, head trains", _lora_settings),
+    Method("lora_scratch", apply_lora_scratch, 5e-4, "our LoRALinear on the target modules, head trains",
+           _lora_settings, memory_as="lora"),
+    Method("adapter", apply_adapter, 5e-4, "bottleneck adapters (adapters library), head trains", _adapter_settings),
+    Method("qlora", apply_qlora, 2e-4, "4-bit NF4 base + peft LoRA, paged 8-bit AdamW (CUDA)", _lora_settings,
+           load_kwargs=qlora_load_kwargs, check=check_cuda, training_overrides={"optim": "paged_adamw_8bit"}),
 ]}
+
+
+def method_help() -> str:
+    """'full (every parameter trains), head (...), ...' from the registry."""
+    return ", ".join(f"{m.name} ({m.help})" for m in METHODS.values())
+
+
+def learning_rate_help() -> str:
+    """'full 5e-05, head 0.001, ...': the per-method default learning rates."""
+    return ", ".join(f"{m.name} {m.learning_rate:g}" for m in METHODS.values())
 
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
     return METHODS[name]
+
+
+@dataclass
+class MethodArguments:
+    """Which fine-tuning method to use and its settings (flags of train.py)."""
+
+    method: str = field(default="lora", metadata={"help": f"Fine-tuning method: {method_help()}."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank r (lora, lora_scratch, qlora)."})
+    lora_alpha: float = field(default=16, metadata={
+        "help": "LoRA alpha; the update is scaled by alpha / r."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch input."})
+    lora_target_modules: Optional[str] = field(default=None, metadata={
+        "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'); default: peft's "
+                "per-architecture default (query/value projections)."})
+    adapter_config: str = field(default="pfeiffer", metadata={
+        "help": "Bottleneck adapter config: pfeiffer (seq_bn, one adapter per layer after the FFN) or "
+                "houlsby (double_seq_bn, after attention and after the FFN)."})
+    reduction_factor: int = field(default=16, metadata={
+        "help": "Adapter bottleneck size = hidden size / reduction_factor."})
+
+
+@dataclass(frozen=True)
+class BoundMethod:
+    """A method bound once to its arguments: what train.py calls, with nothing passed back in."""
+
+    method: Method
+    args: MethodArguments
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    @property
+    def learning_rate(self) -> float:
+        return self.method.learning_rate
+
+    @property
+    def training_overrides(self) -> Dict[str, object]:
+        return self.method.training_overrides
+
+    def apply(self, model):
+        return self.method.apply(model, self.args)
+
+    def load_kwargs(self) -> dict:
+        return self.method.load_kwargs(self.args)
+
+    def settings(self) -> dict:
+        return self.method.settings(self.args)
+
+
+def bind_method(args: MethodArguments) -> BoundMethod:
+    """Look the method up and check that it can run here (one-line ValueError otherwise)."""
+    method = get_method(args.method)
+    method.check(method.name)
+    return BoundMethod(method, args)

@@ -270,6 +270,23 @@ def resolve_model_name(name: str) -> str:
                      f"model folder, or download {name!r} from the Hub once while online")
 
 
+def load_tokenizer(model_name: str, trust_remote_code: bool = False):
+    """The tokenizer of an embedded name, local folder or Hub id, with a pad token (decoders: eos).
+
+    One-line ValueError when it cannot be loaded."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_name(model_name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as e:  # missing folder / Hub id offline, malformed repo id
+        raise ValueError(f"cannot load model {model_name!r}: not an embedded name ({', '.join(EMBEDDED_MODELS)}), "
+                         f"a local model folder or a Hub id reachable now ({str(e).splitlines()[0]})") from None
+    if tokenizer.pad_token is None:  # Qwen/Llama-style decoders: pad with eos (masked out anyway)
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
 def link_local_model(name: str, cwd: Path | str = ".") -> Path:
     """Resolve embedded `name` and point `cwd/local_models/<name>` at it (replacing a stale link)."""
     key = name.strip().lower()

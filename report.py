@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ftio import write_atomic
+from ftio import split_list, write_atomic
+from record import read_record
 
 logger = logging.getLogger("report")
 
@@ -103,11 +104,9 @@ def check_record(record: Any) -> str | None:
 
 def load_run(path: Path) -> Run | Skipped:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        return Skipped(str(path), f"invalid JSON ({e.msg} at line {e.lineno} column {e.colno}): truncated or not a run.json")
-    except (OSError, UnicodeDecodeError) as e:
-        return Skipped(str(path), f"unreadable ({e})")
+        record = read_record(str(path))  # any schema, in the current shape
+    except (ValueError, FileNotFoundError) as e:
+        return Skipped(str(path), str(e).split(": ", 1)[-1])
     reason = check_record(record)
     return Skipped(str(path), reason) if reason else Run(str(path), record)
 

@@ -15,29 +15,28 @@ import importlib.util
 import json
 import logging
 import os
-import platform
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
 import transformers
-from transformers import (AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding,
+from transformers import (AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding,
                           HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed)
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
-import methods
-from ftio import write_atomic
-from methods import MethodArguments, count_parameters, get_method
-from models import EMBEDDED_MODELS, resolve_model_name
+from dataHelper import sep_token_for
+from ftio import split_list, write_atomic
+from methods import BoundMethod, MethodArguments, bind_method, count_parameters, learning_rate_help
+from models import load_tokenizer, resolve_model_name
+from record import PeakMemory, build_record, write_record
+from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
 
 logger = logging.getLogger("ftlab.train")
 
-METRIC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "classification.py")
 METRIC_KEYS = ("accuracy", "micro_f1", "macro_f1", "weight_f1", "loss")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -114,8 +113,7 @@ class FtTrainingArguments(TrainingArguments):
         "help": "Where checkpoints, predictions and run.json go (default: "
                 "outputs/<dataset>/<method>/<model>/seed<seed>)."})
     learning_rate: Optional[float] = field(default=None, metadata={
-        "help": "Peak learning rate (default per method: full 5e-5, head 1e-3, lora/lora_scratch/adapter 5e-4, "
-                "qlora 2e-4)."})
+        "help": f"Peak learning rate (default per method: {learning_rate_help()})."})
     num_train_epochs: float = field(default=2.0, metadata={"help": "Training epochs."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per process."})
@@ -184,10 +182,10 @@ def read_config(path: str, parser: HfArgumentParser) -> dict:
 
 def load_data(dataset_name: str | List[str], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
               prompt: Optional[str] = None):
-    """(DatasetDict with text/labels, number of labels) from dataHelper; 'a,b' aggregates sets."""
+    """(DatasetDict with text/label, number of labels) from dataHelper; 'a,b' aggregates sets."""
     import dataHelper
 
-    names = [n.strip() for n in dataset_name.split(",")] if isinstance(dataset_name, str) else list(dataset_name)
+    names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
     options = {"prompt": prompt} if prompt else {}
     data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token=sep_token,
                                   data_dir=data_dir, **options)
@@ -207,23 +205,12 @@ def limit_samples(data, data_args: DataArguments, seed: int):
     return data
 
 
-def load_tokenizer(model_name: str, trust_remote_code: bool = False):
-    path = resolve_model_name(model_name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as e:  # missing folder / Hub id offline, malformed repo id
-        raise ValueError(f"cannot load model {model_name!r}: not an embedded name ({', '.join(EMBEDDED_MODELS)}), "
-                         f"a local model folder or a Hub id reachable now ({str(e).splitlines()[0]})") from None
-    if tokenizer.pad_token is None:  # Qwen/Llama-style decoders: pad with eos (masked out anyway)
-        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    return tokenizer
-
-
 def get_model(model_name: str, num_labels: int, label_names: Optional[List[str]] = None,
-              load_kwargs: Optional[dict] = None, trust_remote_code: bool = False):
-    """(tokenizer, AutoModelForSequenceClassification) with a pad token set on both."""
+              load_kwargs: Optional[dict] = None, trust_remote_code: bool = False, tokenizer=None):
+    """(tokenizer, AutoModelForSequenceClassification) with a pad token set on both; pass the
+    tokenizer when you already have it (it is loaded otherwise)."""
     path = resolve_model_name(model_name)
-    tokenizer = load_tokenizer(model_name, trust_remote_code)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_name, trust_remote_code)
     config = AutoConfig.from_pretrained(path, num_labels=num_labels, trust_remote_code=trust_remote_code)
     if label_names:
         config.id2label = dict(enumerate(label_names))
@@ -244,37 +231,6 @@ def tokenize_data(data, tokenizer, max_length: int = 128, pad_to_max_length: boo
                          padding="max_length" if pad_to_max_length else False)
 
     return data.map(encode, batched=True, remove_columns=["text"], desc="tokenize")
-
-
-_METRIC = None
-
-
-def unpack_eval_prediction(eval_pred):
-    """(logits array (N, C), label ids (N,)) from what a caller passes to compute_metrics.
-
-    Accepts a `transformers.EvalPrediction`, any object with `.predictions` and `.label_ids`, or a
-    `(predictions, label_ids)` tuple. `predictions` may be a tuple whose first item is the logits
-    (BART returns (logits, encoder states)) or a nested list."""
-    if hasattr(eval_pred, "predictions") and hasattr(eval_pred, "label_ids"):
-        logits, labels = eval_pred.predictions, eval_pred.label_ids
-    elif isinstance(eval_pred, (tuple, list)) and len(eval_pred) == 2:
-        logits, labels = eval_pred
-    else:
-        raise TypeError(f"compute_metrics: expected an EvalPrediction, an object with .predictions and "
-                        f".label_ids, or a (predictions, label_ids) tuple; got {type(eval_pred).__name__}")
-    if isinstance(logits, (tuple, list)) and len(logits) and np.ndim(logits[0]) == 2:
-        logits = logits[0]  # (logits, extra outputs ...); a plain nested list has 1-D rows
-    return np.asarray(logits), np.asarray(labels).reshape(-1)
-
-
-def compute_metrics(eval_pred) -> Dict[str, float]:
-    """accuracy, micro_f1, macro_f1, weight_f1 of argmax predictions (local `evaluate` script)."""
-    global _METRIC
-    if _METRIC is None:
-        import evaluate
-        _METRIC = evaluate.load(METRIC_SCRIPT)
-    logits, labels = unpack_eval_prediction(eval_pred)
-    return _METRIC.compute(predictions=np.argmax(logits, axis=-1), references=labels)
 
 
 class CrashAtStep(TrainerCallback):
@@ -337,7 +293,7 @@ def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments)
 # ---------------------------------------------------------------- run plumbing
 
 def finalize_training_args(targs: FtTrainingArguments, model_args: ModelArguments, data_args: DataArguments,
-                           method: methods.Method, has_validation: bool) -> None:
+                           method: BoundMethod, has_validation: bool) -> None:
     """Resolve the defaults that depend on the other arguments."""
     if targs.auto_output_dir:
         model_tag = os.path.basename(os.path.normpath(model_args.model_name_or_path))
@@ -383,7 +339,7 @@ def configure_wandb(targs: TrainingArguments, run_args: RunArguments, model_args
     if "wandb" not in targs.report_to:
         return
     os.environ.setdefault("WANDB_PROJECT", "ftlab")
-    logged_in = os.environ.get("WANDB_API_KEY") or "api.wandb.ai" in _read(os.path.expanduser("~/.netrc"))
+    logged_in = os.environ.get("WANDB_API_KEY") or "api.wandb.ai" in _read_text(os.path.expanduser("~/.netrc"))
     if not logged_in:
         os.environ.setdefault("WANDB_MODE", "offline")
     model_tag = os.path.basename(os.path.normpath(model_args.model_name_or_path))
@@ -391,7 +347,7 @@ def configure_wandb(targs: TrainingArguments, run_args: RunArguments, model_args
                                      or f"{model_tag}-{data_args.dataset_name}-{method_name}")
 
 
-def _read(path: str) -> str:
+def _read_text(path: str) -> str:
     try:
         with open(path) as f:
             return f.read()
@@ -408,45 +364,6 @@ def setup_logging(targs: TrainingArguments) -> None:
     transformers.utils.logging.set_verbosity(level)
     if targs.process_index != 0:
         transformers.utils.logging.disable_progress_bar()
-
-
-class PeakMemory:
-    """Peak memory of this process: CUDA max_memory_allocated, or CPU VmHWM minus the baseline RSS."""
-
-    def __init__(self):
-        self.cuda = torch.cuda.is_available()
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats()
-            self.baseline = torch.cuda.memory_allocated()
-        else:
-            try:  # "5" resets the kernel's peak-RSS counter (VmHWM) to the current RSS
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-            except OSError:
-                logger.warning("cannot reset VmHWM: CPU peak memory includes earlier allocations")
-            self.baseline = self._status_bytes("VmRSS")
-
-    @staticmethod
-    def _status_bytes(key: str) -> int:
-        for line in _read("/proc/self/status").splitlines():
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def peak(self) -> int:
-        if self.cuda:
-            return int(torch.cuda.max_memory_allocated())
-        return max(0, self._status_bytes("VmHWM") - self.baseline)
-
-    def mark_training_done(self) -> None:
-        self.train_peak = self.peak()
-
-    def result(self) -> dict:
-        """`peak_bytes`: peak while training (what memory.py estimates); `peak_bytes_with_eval`: whole run."""
-        overall = self.peak()
-        return {"peak_bytes": getattr(self, "train_peak", overall), "peak_bytes_with_eval": overall,
-                "how": "cuda_max_memory_allocated" if self.cuda else "cpu_peak_rss_minus_baseline",
-                "baseline_bytes": int(self.baseline)}
 
 
 def split_metrics(metrics: dict, prefix: str) -> dict:
@@ -474,73 +391,84 @@ def write_predictions(path: str, output, test_split) -> None:
     write_atomic(path, "\n".join(rows) + "\n")
 
 
-def library_versions() -> dict:
-    import adapters
-    import datasets
-    import peft
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "peft": peft.__version__, "adapters": adapters.__version__, "datasets": datasets.__version__}
+@dataclass
+class RunContext:
+    """What one run holds by the time it is scored: the record is built from this alone."""
+
+    args: "TrainArgs"
+    method: BoundMethod
+    model_path: str
+    tokenized: Any  # DatasetDict of token ids (train split: the lengths the model saw)
+    trainer: Trainer
+    train_output: Any  # TrainOutput of trainer.train
+    memory: PeakMemory
 
 
-def device_name() -> str:
-    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+def token_stats(ctx: RunContext) -> Dict[str, float]:
+    """Mean non-pad tokens per training example, and the longest batch the model saw: max_length
+    when every example is padded to it, else the longest example (batches pad to their longest)."""
+    train_split, data_args = ctx.tokenized["train"], ctx.args.data
+    column = "attention_mask" if "attention_mask" in train_split.column_names else "input_ids"
+    lengths = [sum(m) if column == "attention_mask" else len(m) for m in train_split[column]]
+    longest = data_args.max_length if data_args.pad_to_max_length else int(max(lengths, default=0))
+    return {"mean_tokens": float(np.mean(lengths)) if lengths else 0.0, "max_tokens": longest}
 
 
-def build_record(args: tuple, method: methods.Method, model, tokenized, num_labels: int, train_output,
-                 trainer: Trainer, metrics: dict, memory: PeakMemory, model_path: str) -> dict:
-    model_args, data_args, method_args, run_args, targs = args
-    config = {**asdict(model_args), **asdict(data_args), **asdict(method_args), **asdict(run_args),
-              **targs.to_dict()}
-    trainable, total = count_parameters(model)
-    column = "attention_mask" if "attention_mask" in tokenized["train"].column_names else "input_ids"
-    lengths = [sum(mask) if column == "attention_mask" else len(mask) for mask in tokenized["train"][column]]
-    mean_tokens = float(np.mean(lengths)) if lengths else 0.0
-    # The longest batch the model sees (what sets peak memory): max_length when every example is
-    # padded to it, else the longest example (batches are padded to their longest member).
-    max_tokens = data_args.max_length if data_args.pad_to_max_length else int(max(lengths, default=0))
-    samples_per_second = float(train_output.metrics.get("train_samples_per_second", 0.0))
-    return {
-        "schema": 1,
-        "config": json.loads(json.dumps(config, default=str)),
-        "seed": targs.seed, "method": method.name, "model": model_args.model_name_or_path, "model_path": model_path,
-        "dataset": data_args.dataset_name,
-        "settings": method.settings(method_args),
-        "versions": library_versions(),
-        "device": device_name(), "world_size": targs.world_size,
-        "metrics": metrics,
-        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / max(total, 1)},
+def build_run_record(ctx: RunContext, metrics: dict) -> dict:
+    """run.json of a train.py run (record.build_record: schema, versions, device, time stamp)."""
+    model_args, data_args, method_args, run_args, targs = ctx.args
+    trainable, total = count_parameters(ctx.trainer.model)
+    tokens = token_stats(ctx)
+    samples_per_second = float(ctx.train_output.metrics.get("train_samples_per_second", 0.0))
+    return build_record(
+        config={**asdict(model_args), **asdict(data_args), **asdict(method_args), **asdict(run_args),
+                **targs.to_dict()},
+        seed=targs.seed, method=ctx.method.name, model=model_args.model_name_or_path, model_path=ctx.model_path,
+        dataset=data_args.dataset_name, settings=ctx.method.settings(), metrics=metrics,
+        params={"trainable": trainable, "total": total},
         # tokens/s = samples/s x mean non-pad tokens per training example (after truncation)
-        "time": {"train_seconds": float(train_output.metrics.get("train_runtime", 0.0)),
-                 "samples_per_second": samples_per_second, "tokens_per_second": samples_per_second * mean_tokens},
-        "memory": memory.result(),
-        "data": {"train_samples": len(tokenized["train"]), "num_labels": num_labels,
-                 "max_length": data_args.max_length, "mean_tokens": mean_tokens,
-                 "max_tokens": max_tokens},
-        "training": {"per_device_train_batch_size": targs.per_device_train_batch_size,
-                     "steps": trainer.state.global_step, "epochs": float(trainer.state.epoch or 0.0),
-                     "bf16": bool(targs.bf16), "gradient_checkpointing": bool(targs.gradient_checkpointing)},
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+        time={"train_seconds": float(ctx.train_output.metrics.get("train_runtime", 0.0)),
+              "samples_per_second": samples_per_second,
+              "tokens_per_second": samples_per_second * tokens["mean_tokens"]},
+        memory=ctx.memory.result(),
+        data={"train_samples": len(ctx.tokenized["train"]), "num_labels": ctx.trainer.model.config.num_labels,
+              "max_length": data_args.max_length, **tokens},
+        training={"steps": ctx.trainer.state.global_step, "epochs": float(ctx.trainer.state.epoch or 0.0)},
+        world_size=targs.world_size)
+
+
+class TrainArgs(NamedTuple):
+    model: ModelArguments
+    data: DataArguments
+    method: MethodArguments
+    run: RunArguments
+    training: FtTrainingArguments
+
+
+def prepare_data(args: TrainArgs, tokenizer):
+    """The DatasetDict of the run (separator from the tokenizer unless given; sample limits)."""
+    data, _ = load_data(args.data.dataset_name, sep_token_for(tokenizer, args.data.sep_token), args.data.data_dir,
+                        args.data.prompt)
+    return limit_samples(data, args.data, args.training.seed)
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, method_args: MethodArguments,
         run_args: RunArguments, targs: FtTrainingArguments) -> dict:
     """One training run, start to run.json; returns the record."""
-    method = get_method(method_args.method)
-    method.check(method.name)
+    args = TrainArgs(model_args, data_args, method_args, run_args, targs)
+    method = bind_method(method_args)
     setup_logging(targs)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
-    data, num_labels = load_data(data_args.dataset_name, data_args.sep_token or tokenizer.sep_token
-                                 or tokenizer.eos_token, data_args.data_dir, data_args.prompt)
-    data = limit_samples(data, data_args, targs.seed)
+    data = prepare_data(args, tokenizer)
     finalize_training_args(targs, model_args, data_args, method, "validation" in data)
     check_output_dir(targs)
     configure_wandb(targs, run_args, model_args, data_args, method.name)
     set_seed(targs.seed)
     memory = PeakMemory()
-    tokenizer, model = get_model(model_args.model_name_or_path, num_labels, data["train"].features["label"].names,
-                                 method.load_kwargs(method_args), model_args.trust_remote_code)
-    model = method.apply(model, method_args)
+    label_names = data["train"].features["label"].names
+    _, model = get_model(model_args.model_name_or_path, len(label_names), label_names, method.load_kwargs(),
+                         model_args.trust_remote_code, tokenizer=tokenizer)
+    model = method.apply(model)
     trainable, total = count_parameters(model)
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)
@@ -550,11 +478,11 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
     trainer.save_model()
     metrics = evaluate_splits(trainer, tokenized, data, targs)
-    record = build_record((model_args, data_args, method_args, run_args, targs), method, trainer.model, tokenized,
-                          num_labels, train_output, trainer, metrics, memory, resolve_model_name(
-                              model_args.model_name_or_path))
+    ctx = RunContext(args, method, resolve_model_name(model_args.model_name_or_path), tokenized, trainer,
+                     train_output, memory)
+    record = build_run_record(ctx, metrics)
     if trainer.is_world_process_zero():
-        write_atomic(os.path.join(targs.output_dir, "run.json"), json.dumps(record, indent=2) + "\n")
+        write_record(targs.output_dir, record)
     return record
 
 

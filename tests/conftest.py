@@ -14,9 +14,9 @@ import pytest  # noqa: E402
 from tests.tiny import make_tiny  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _no_closed_log_streams():
-    """Re-point logging handlers whose stream a finished test closed (capsys) at sys.stderr.
+def repoint_closed_log_streams() -> int:
+    """Re-point logging handlers whose stream a finished test closed (capsys) at sys.stderr;
+    returns how many were re-pointed.
 
     Libraries (transformers, LLaMA-Factory) create their StreamHandler once, bound to whatever
     sys.stderr is then; when that was an earlier test's capture stream, every later log line
@@ -24,10 +24,18 @@ def _no_closed_log_streams():
     """
     loggers = [logging.getLogger()] + [lg for lg in logging.root.manager.loggerDict.values()
                                        if isinstance(lg, logging.Logger)]
+    count = 0
     for lg in loggers:
         for handler in lg.handlers:
             if isinstance(handler, logging.StreamHandler) and getattr(handler.stream, "closed", False):
                 handler.stream = sys.stderr  # not setStream(): it flushes the closed stream
+                count += 1
+    return count
+
+
+@pytest.fixture(autouse=True)
+def _no_closed_log_streams():
+    repoint_closed_log_streams()
     yield
 
 

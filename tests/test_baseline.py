@@ -57,7 +57,8 @@ def test_svm_run_json_has_the_train_shape(tmp_path, bert):
     assert rec["data"]["train_samples"] == 66 and rec["data"]["num_labels"] == 3  # fixture: 66 train rows
     assert rec["settings"] == {"pooling": "mean", "C": 1.0}
     assert rec["memory"]["how"] in ("cpu_peak_rss_minus_baseline", "cuda_max_memory_allocated")
-    assert rec["time"]["train_seconds"] > 0 and rec["memory"]["peak_bytes"] >= 0
+    assert rec["time"]["train_seconds"] > 0 and rec["memory"]["baseline_bytes"] > 0
+    assert rec["memory"]["peak_bytes_with_eval"] >= rec["memory"]["peak_bytes"]
     # lands in the same report as train.py runs
     rep = report.build_report([str(tmp_path)], str(tmp_path / "out"), plots=False)
     assert [(g.method, g.dataset) for g in rep.groups] == [("svm", "restaurant_sup")]

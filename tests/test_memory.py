@@ -168,10 +168,12 @@ def test_activation_formula_reduces_to_korthikanti():
     h, a, s_len = 64, 4, 32
     cfg = transformers.BertConfig(hidden_size=h, num_attention_heads=a, intermediate_size=4 * h,
                                   num_hidden_layers=1)
-    block = build_arch(cfg, "base").blocks[0]
-    s = Settings(seq_len=s_len, attention="eager", dtype="bf16")
-    per_token = memory.block_activation_bytes(block, s, memory._precision(s), lambda lin: True,
-                                              lambda lin: False, stream=2)
+    arch = build_arch(cfg, "base")
+    # full fine-tuning with 16-bit weights (ZeRO keeps the fp32 masters in the optimizer): a 16-bit stream
+    s = Settings(method="full", seq_len=s_len, attention="eager", dtype="bf16", zero=1, gpus=1)
+    plan = memory.Plan(arch, s, memory.precision_of(s), arch.total_params, 0)
+    assert plan.stream == 2 and plan.lora_targets == []
+    per_token = memory.block_activation_bytes(arch.blocks[0], plan)
     assert per_token == h * (34 + 5 * a * s_len / h)
 
 

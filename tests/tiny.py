@@ -82,9 +82,6 @@ def make_tiny(kind: str, out: Path | str, num_labels: int | None = None, causal:
         model = transformers.DistilBertModel(cfg)
     elif kind == "bart":
         bpe = build_bpe(BART_SPECIALS)
-        tok = transformers.PreTrainedTokenizerFast(
-            tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-            unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>")
         bpe.post_processor = processors.TemplateProcessing(
             single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>",
             special_tokens=[("<s>", bpe.token_to_id("<s>")), ("</s>", bpe.token_to_id("</s>"))])

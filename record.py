@@ -1,0 +1,173 @@
+"""The run record (`run.json`): the one contract between a run and everything that reads it.
+
+    build_record(config=..., method=..., ...)  -> dict   (train.py, baseline.py)
+    write_record(output_dir, record)                    (atomic: temp file + rename)
+    read_record(path_or_dir)                   -> dict   (report.py, memory.py, predict.py ...)
+
+Every fact is stored once. Schema 2 (this version): every argument of the run lives in `config`
+(batch size, bf16, gradient checkpointing included); `training` holds only what the run measured
+(steps, epochs). Schema-1 files (the README's results/) also stored batch size, bf16 and gradient
+checkpointing under `training`: `read_record` moves them into `config` where `config` lacks them,
+so readers see one shape.
+
+Also here, because every record needs them: `PeakMemory` (how peak memory is measured),
+`library_versions()` and `device_name()`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from datetime import datetime, timezone
+from typing import Any, Dict, Optional
+
+from ftio import write_atomic
+
+logger = logging.getLogger("ftlab.record")
+
+SCHEMA = 2
+RUN_FILE = "run.json"
+# schema 1 kept these under `training` as well as `config`; schema 2 keeps them in `config` only
+_SCHEMA1_TRAINING_COPIES = ("per_device_train_batch_size", "bf16", "gradient_checkpointing")
+
+
+# ---------------------------------------------------------------- facts about the machine
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class PeakMemory:
+    """Peak memory of this process: CUDA max_memory_allocated, or CPU VmHWM minus the baseline RSS.
+
+    Created before the model loads: the baseline is what the process held before the run's work."""
+
+    def __init__(self):
+        import torch
+
+        self.cuda = torch.cuda.is_available()
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated()
+        else:
+            try:  # "5" resets the kernel's peak-RSS counter (VmHWM) to the current RSS
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                logger.warning("cannot reset VmHWM: CPU peak memory includes earlier allocations")
+            self.baseline = self._status_bytes("VmRSS")
+
+    @staticmethod
+    def _status_bytes(key: str) -> int:
+        for line in _read("/proc/self/status").splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def peak(self) -> int:
+        if self.cuda:
+            import torch
+
+            return int(torch.cuda.max_memory_allocated())
+        return max(0, self._status_bytes("VmHWM") - self.baseline)
+
+    def mark_training_done(self) -> None:
+        self.train_peak = self.peak()
+
+    def result(self) -> dict:
+        """`peak_bytes`: peak while training (what memory.py estimates); `peak_bytes_with_eval`: whole run."""
+        overall = self.peak()
+        return {"peak_bytes": getattr(self, "train_peak", overall), "peak_bytes_with_eval": overall,
+                "how": "cuda_max_memory_allocated" if self.cuda else "cpu_peak_rss_minus_baseline",
+                "baseline_bytes": int(self.baseline)}
+
+
+def library_versions(**extra: str) -> Dict[str, str]:
+    import adapters
+    import datasets
+    import peft
+    import torch
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "adapters": adapters.__version__, "datasets": datasets.__version__, **extra}
+
+
+def device_name() -> str:
+    import torch
+
+    return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+
+
+# ---------------------------------------------------------------- build / write / read
+
+def build_record(*, config: Dict[str, Any], seed: Any, method: str, model: str, model_path: str, dataset: str,
+                 settings: Dict[str, Any], metrics: Dict[str, Dict[str, float]], params: Dict[str, int],
+                 time: Dict[str, float], memory: Dict[str, Any], data: Dict[str, Any], training: Dict[str, Any],
+                 world_size: int = 1, versions: Optional[Dict[str, str]] = None) -> dict:
+    """One run.json object (schema 2). `params` takes trainable and total; the share is added here."""
+    trainable, total = int(params["trainable"]), int(params["total"])
+    return {
+        "schema": SCHEMA,
+        "config": json.loads(json.dumps(config, default=str)),  # every argument, JSON-safe
+        "seed": seed, "method": method, "model": model, "model_path": model_path, "dataset": dataset,
+        "settings": settings,
+        "versions": versions or library_versions(),
+        "device": device_name(), "world_size": world_size,
+        "metrics": metrics,
+        "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / max(total, 1)},
+        "time": time,
+        "memory": memory,
+        "data": data,
+        "training": training,
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_record(output_dir: str, record: dict) -> str:
+    path = os.path.join(output_dir, RUN_FILE)
+    write_atomic(path, json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def record_path(path: str) -> str:
+    return path if path.endswith(".json") else os.path.join(path, RUN_FILE)
+
+
+def read_record(path: str) -> dict:
+    """The record at `path` (a run.json or its folder) in the schema-2 shape, whatever its schema.
+
+    One-line errors: FileNotFoundError (no run.json there), ValueError (not JSON / not an object)."""
+    file = record_path(path)
+    if not os.path.isfile(file):
+        raise FileNotFoundError(f"no {RUN_FILE} in {path!r}: pass a run folder written by train.py or baseline.py")
+    try:
+        with open(file, encoding="utf-8") as f:
+            record = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: invalid JSON ({e.msg} at line {e.lineno} column {e.colno}): truncated or "
+                         "not a run.json") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: unreadable ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{file}: not a JSON object (got {type(record).__name__})")
+    return upgrade(record)
+
+
+def upgrade(record: dict) -> dict:
+    """Schema 1 -> 2 in memory: settings stored under `training` move to `config` (config wins)."""
+    if record.get("schema", 1) >= SCHEMA:
+        return record
+    out = dict(record)
+    config, training = dict(out.get("config") or {}), dict(out.get("training") or {})
+    for key in _SCHEMA1_TRAINING_COPIES:
+        if key in training:
+            value = training.pop(key)
+            config.setdefault(key, value)
+    out.update(config=config, training=training, schema=SCHEMA, upgraded_from=record.get("schema", 1))
+    return out
