@@ -49,7 +49,7 @@ DEFAULT_SEED = 2025
 FS_SHOTS = 16
 MRPC_PROMPT = "{sentence1} {sep} {sentence2}"
 MRPC_FIELDS = ("sentence1", "sentence2", "sep")
-CACHE_VERSION = 2  # bump when a reader or builder changes what it returns (2: `label` column, bbc_news)
+CACHE_VERSION = 3  # bump when a reader or builder changes what it returns (2: `label`, bbc_news; 3: validation)
 
 # One raw data set: (label names, split -> records). Every record has an int "label" and the
 # text fields its builder joins ("text"; ABSA "term"/"sentence"; MRPC "sentence1"/"sentence2").
@@ -144,11 +144,15 @@ MRPC_LABELS = ["not_equivalent", "equivalent"]
 AGNEWS_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
 
 
+# our split name -> the release's file stem: the release's dev file is the validation split
+DEV_SPLITS = {"train": "train", "validation": "dev", "test": "test"}
+
+
 def _read_absa(folder: str) -> Raw:
     mapping = {name: i for i, name in enumerate(ABSA_LABELS)}
     splits = {}
-    for split in ("train", "test"):
-        path = os.path.join(folder, f"{split}.json")
+    for split, stem in DEV_SPLITS.items():
+        path = os.path.join(folder, f"{stem}.json")
         data = _read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object keyed by id, got {type(data).__name__}")
@@ -161,12 +165,14 @@ def _read_absa(folder: str) -> Raw:
     return ABSA_LABELS, splits
 
 
-def _read_jsonl_splits(folder: str, file: str, names: List[str], values: Sequence[Any]) -> Raw:
-    """Train and test JSON lines `{text, label}`; `values[i]` is how the file writes label i."""
+def _read_jsonl_splits(folder: str, file: str, names: List[str], values: Sequence[Any],
+                       stems: Mapping[str, str] = {"train": "train", "test": "test"}) -> Raw:
+    """JSON lines `{text, label}` per split (`stems`: our split -> the file's); `values[i]` is how the
+    file writes label i."""
     mapping = {value: i for i, value in enumerate(values)}
     splits = {}
-    for split in ("train", "test"):
-        path = os.path.join(folder, file.format(split=split))
+    for split, stem in stems.items():
+        path = os.path.join(folder, file.format(split=stem))
         records = []
         for n, obj in _read_jsonl(path):
             where = f"{path} line {n}"
@@ -177,7 +183,7 @@ def _read_jsonl_splits(folder: str, file: str, names: List[str], values: Sequenc
 
 
 def _read_acl(folder: str) -> Raw:
-    return _read_jsonl_splits(folder, "{split}.jsonl", ACL_LABELS, ACL_LABELS)
+    return _read_jsonl_splits(folder, "{split}.jsonl", ACL_LABELS, ACL_LABELS, DEV_SPLITS)
 
 
 def _read_agnews(folder: str) -> Raw:
@@ -329,9 +335,9 @@ def _package_dir(package: str) -> Optional[str]:
 ABSA_WHERE = ("SemEval-2014 Task 4 (https://alt.qcri.org/semeval2014/task4/) as JSON keyed by id "
               "{polarity, term, id, sentence}, see data/README.md")
 RELEASES: Dict[str, Release] = {
-    "restaurant": Release("absa/restaurant", ("train.json", "test.json"), _read_absa, ABSA_WHERE),
-    "laptop": Release("absa/laptop", ("train.json", "test.json"), _read_absa, ABSA_WHERE),
-    "acl": Release("acl_arc", ("train.jsonl", "test.jsonl"), _read_acl,
+    "restaurant": Release("absa/restaurant", ("train.json", "dev.json", "test.json"), _read_absa, ABSA_WHERE),
+    "laptop": Release("absa/laptop", ("train.json", "dev.json", "test.json"), _read_absa, ABSA_WHERE),
+    "acl": Release("acl_arc", ("train.jsonl", "dev.jsonl", "test.jsonl"), _read_acl,
                    "the ACL-ARC citation-intent split of Gururangan et al. 2020 "
                    "(https://github.com/allenai/dont-stop-pretraining, data/citation_intent/*.jsonl)"),
     "agnews": Release("agnews", ("test.csv", "classes.txt"), _read_agnews,
@@ -392,8 +398,11 @@ def _build_mrpc(raw: Raw, sep_token: str, prompt: str) -> DatasetDict:
 
 
 def _build_agnews(raw: Raw, sep_token: str) -> DatasetDict:
+    """The release's 7,600 test rows split 9:1 into train / test (seed 2025: 6,840 / 760), then a
+    stratified 10% of that train held out as validation (6,156 / 684); the test rows are unchanged."""
     split = _build_plain(raw, sep_token)["all"].train_test_split(test_size=0.1, seed=DEFAULT_SEED)
-    return DatasetDict(train=split["train"], test=split["test"])
+    held = split["train"].train_test_split(test_size=0.1, seed=DEFAULT_SEED, stratify_by_column="label")
+    return DatasetDict(train=held["train"], validation=held["test"], test=split["test"])
 
 
 def _pick(labels: Sequence[int], counts: Sequence[int], seed: int, what: str, names: Sequence[str]) -> List[int]:
@@ -467,7 +476,8 @@ DATASETS: Dict[str, DatasetSpec] = {
     "laptop_sup": DatasetSpec("laptop", _build_absa, "SemEval-14 laptops: 'term SEP sentence', 3 polarities",
                               uses_sep=True),
     "acl_sup": DatasetSpec("acl", _build_plain, "ACL-ARC citation intents, 6 labels"),
-    "agnews_sup": DatasetSpec("agnews", _build_agnews, "AG News test set descriptions, split 9:1 (seed 2025)"),
+    "agnews_sup": DatasetSpec("agnews", _build_agnews, "AG News test set descriptions, 9:1 train/test, "
+                                                       "10% of train as validation (seed 2025)"),
     "restaurant_fs": _fs_spec("restaurant", True),
     "laptop_fs": _fs_spec("laptop", True),
     "acl_fs": _fs_spec("acl", False),

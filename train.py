@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import transformers
 from transformers import (AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding,
-                          HfArgumentParser, Trainer, TrainerCallback, TrainingArguments, set_seed)
+                          EarlyStoppingCallback, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments,
+                          set_seed)
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
@@ -80,6 +81,9 @@ class RunArguments:
     run_group: Optional[str] = field(default=None, metadata={
         "help": "wandb group shared by the runs of one experiment (default: $WANDB_RUN_GROUP, "
                 "else model-dataset-method)."})
+    early_stopping_patience: Optional[int] = field(default=None, metadata={
+        "help": "Stop when metric_for_best_model on validation has not improved for N evaluations; the "
+                "best checkpoint is restored (needs a validation split). Default: no early stopping."})
 
 
 def cpu_supports_bf16() -> bool:
@@ -282,9 +286,15 @@ class FtTrainer(Trainer):
         return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
-def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments) -> Trainer:
+def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
+                  early_stopping_patience: Optional[int] = None) -> Trainer:
     eval_dataset = tokenized["validation"] if "validation" in tokenized else None
     callbacks = [CrashAtStep(int(os.environ["FTLAB_CRASH_AT_STEP"]))] if os.environ.get("FTLAB_CRASH_AT_STEP") else []
+    if early_stopping_patience:
+        if eval_dataset is None or training_args.eval_strategy == IntervalStrategy.NO:
+            raise ValueError("--early_stopping_patience needs a validation split and evaluation (this set has no "
+                             "validation split: add --validation_from_train 0.1)")
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience))
     return FtTrainer(model=model, args=training_args, train_dataset=tokenized["train"], eval_dataset=eval_dataset,
                    processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
                    compute_metrics=compute_metrics, callbacks=callbacks)
@@ -473,7 +483,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)
     tokenized = tokenize_data(data, tokenizer, data_args.max_length, data_args.pad_to_max_length)
-    trainer = build_trainer(model, tokenizer, tokenized, targs)
+    trainer = build_trainer(model, tokenizer, tokenized, targs, run_args.early_stopping_patience)
     train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
     trainer.save_model()

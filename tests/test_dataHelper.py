@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from datasets import ClassLabel, DatasetDict
 
@@ -18,10 +19,10 @@ FIXTURES = str(Path(__file__).parent / "fixtures")
 
 # Fixture sizes (tests/fixtures/README.md): split -> rows.
 FIXTURE_SIZES = {
-    "restaurant_sup": {"train": 66, "test": 36},
-    "laptop_sup": {"train": 66, "test": 36},
-    "acl_sup": {"train": 120, "test": 33},
-    "agnews_sup": {"train": 162, "test": 18},
+    "restaurant_sup": {"train": 66, "validation": 9, "test": 36},
+    "laptop_sup": {"train": 66, "validation": 9, "test": 36},
+    "acl_sup": {"train": 120, "validation": 12, "test": 33},
+    "agnews_sup": {"train": 145, "validation": 17, "test": 18},
     "restaurant_fs": {"train": 48, "test": 36},
     "laptop_fs": {"train": 48, "test": 36},
     "acl_fs": {"train": 96, "test": 33},
@@ -105,8 +106,11 @@ def test_agnews_uses_descriptions_and_a_seeded_9_to_1_split():
     by_text = {r[2]: int(r[0]) - 1 for r in rows}  # 1-based labels in the file
     dd = load("agnews_sup")
     assert dd["train"].features["label"].names == ["World", "Sports", "Business", "Sci/Tech"]
-    texts = list(dd["train"]["text"]) + list(dd["test"]["text"])
+    texts = list(dd["train"]["text"]) + list(dd["validation"]["text"]) + list(dd["test"]["text"])
     assert sorted(texts) == sorted(by_text)  # a partition of the file's descriptions
+    # validation: a stratified 10% of the 9:1 train part (per class 36-37 of 40-41 rows stay in train)
+    val = np.bincount(dd["validation"]["label"], minlength=4)
+    assert val.sum() == 17 and val.max() - val.min() <= 1
     for split in dd.values():
         assert all(by_text[t] == lab for t, lab in zip(split["text"], split["label"]))
     # the contract's split: datasets' train_test_split(test_size=0.1, seed=2025) over the file order
@@ -255,7 +259,8 @@ def test_aggregation_offsets_labels(names, num_labels):
 def test_aggregation_keeps_validation_only_when_every_set_has_one():
     both = dh.get_dataset(["rotten_tomatoes", "mrpc"], data_dir=FIXTURES)
     assert set(both) == {"train", "validation", "test"} and len(both["validation"]) == 22
-    assert set(dh.get_dataset(["restaurant_sup", "mrpc"], data_dir=FIXTURES)) == {"train", "test"}
+    assert set(dh.get_dataset(["restaurant_sup", "agnews_fs"], data_dir=FIXTURES)) == {"train", "test"}
+    assert len(dh.get_dataset(["restaurant_sup", "mrpc"], data_dir=FIXTURES)["validation"]) == 9 + 12
 
 
 def test_aggregation_passes_each_set_its_options():
@@ -465,7 +470,7 @@ def test_second_call_hits_memory_then_disk_and_never_writes_the_data_dir(tmp_pat
     before = snapshot(data)
     first = dh.get_dataset("acl_sup", data_dir=data)
     calls = []
-    monkeypatch.setitem(dh.RELEASES, "acl", dh.Release("acl_arc", ("train.jsonl", "test.jsonl"),
+    monkeypatch.setitem(dh.RELEASES, "acl", dh.Release("acl_arc", ("train.jsonl", "dev.jsonl", "test.jsonl"),
                                                          lambda f: calls.append(f), "x"))
     second = dh.get_dataset("acl_sup", data_dir=data)  # in-process memo
     dh.clear_cache(memory=True)
@@ -610,10 +615,10 @@ def test_exports_load_in_llamafactory(tmp_path, tiny_models):
 
 # ----------------------------------------------------------------------------- real data (slow)
 REAL_COUNTS = {
-    "restaurant_sup": {"train": 3452, "test": 1120},
-    "laptop_sup": {"train": 2163, "test": 638},
-    "acl_sup": {"train": 1688, "test": 139},
-    "agnews_sup": {"train": 6840, "test": 760},
+    "restaurant_sup": {"train": 3452, "validation": 150, "test": 1120},
+    "laptop_sup": {"train": 2163, "validation": 150, "test": 638},
+    "acl_sup": {"train": 1688, "validation": 114, "test": 139},
+    "agnews_sup": {"train": 6156, "validation": 684, "test": 760},
     "imdb": {"train": 25000, "test": 25000},
     "imdb_2k": {"train": 2000, "test": 500},
     "rotten_tomatoes": {"train": 8530, "validation": 1066, "test": 1066},

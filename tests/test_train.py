@@ -100,7 +100,7 @@ def test_main_trains_each_architecture(tiny_models, tmp_path, capsys, kind, meth
     assert code == 0, err
     record = read_run(out)
     assert record["training"]["steps"] == 3 and record["method"] == method
-    assert list(record["metrics"]) == ["test"]  # restaurant_sup has no validation split
+    assert list(record["metrics"]) == ["validation", "test"]  # restaurant_sup: validation = the release's dev.json
     assert record["data"]["num_labels"] == 3
 
 
@@ -122,7 +122,7 @@ def test_minilm_resolves_to_the_embedded_model():
 
 def test_tokenize_data_pads_dynamically_and_truncates(tiny_models):
     data, num_labels = train.load_data("restaurant_sup", "[SEP]", data_dir=FIXTURES)
-    assert num_labels == 3 and set(data) == {"train", "test"}
+    assert num_labels == 3 and set(data) == {"train", "validation", "test"}
     assert "[SEP]" in data["train"][0]["text"]
     tokenizer = train.load_tokenizer(tiny_models("bert"))
     tokenized = train.tokenize_data(data, tokenizer, max_length=12)
@@ -252,3 +252,24 @@ def test_main_config_is_the_default_run():
     from_file = train.parse_args([os.path.join(ROOT, "configs", "main.yaml")])
     assert settings(from_file) == settings(train.parse_args([]))
     assert from_file[-1].learning_rate == get_method("lora").learning_rate
+
+
+def test_early_stopping_stops_when_validation_stops_improving(tiny_models, tmp_path, capsys):
+    # learning rate 0: the validation accuracy never improves after the first evaluation, so with
+    # patience 1 the run stops at the second epoch's evaluation instead of running 6 epochs
+    out = tmp_path / "es"
+    quick = [a for a in QUICK if a not in ("--max_steps", "3")]
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name", "acl_sup",
+                            "--method", "head", "--output_dir", str(out), *quick, "--num_train_epochs", "6",
+                            "--learning_rate", "0", "--early_stopping_patience", "1", "--warmup_ratio", "0")
+    assert code == 0, err
+    record = read_run(out)
+    assert record["training"]["epochs"] == 2.0  # 120 train rows / batch 8 = 15 steps an epoch
+    assert record["training"]["steps"] == 30 and record["config"]["early_stopping_patience"] == 1
+
+
+def test_early_stopping_without_validation_is_a_one_line_error(tiny_models, tmp_path, capsys):
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name", "imdb",
+                            "--output_dir", str(tmp_path / "o"), *QUICK, "--early_stopping_patience", "2")
+    assert code == 2
+    assert one_error_line(err).startswith("error: --early_stopping_patience needs a validation split")
