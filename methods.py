@@ -48,10 +48,17 @@ def count_parameters(model: nn.Module) -> Tuple[int, int]:
 
 
 def head_module_names(model: nn.Module) -> List[str]:
-    """Top-level children holding parameters outside `model.base_model`: the task head."""
+    """Module names of the task head: the top-level children holding parameters outside
+    `model.base_model`, plus the base model's pooler when the checkpoint never trained it
+    (`config.untrained_pooler`, set by train.get_model for sentence-transformers checkpoints such as
+    all-MiniLM-L6-v2, whose own pooling is a mean over tokens: their BERT pooler is random-init
+    weights the classifier would otherwise read through, frozen)."""
     base = model.base_model
-    return [name for name, child in model.named_children()
-            if child is not base and any(True for _ in child.parameters())]
+    names = [name for name, child in model.named_children()
+             if child is not base and any(True for _ in child.parameters())]
+    if getattr(model.config, "untrained_pooler", False) and getattr(base, "pooler", None) is not None:
+        names.append(f"{model.base_model_prefix}.pooler")
+    return names
 
 
 def linear_module_names(model: nn.Module) -> List[str]:
@@ -99,7 +106,7 @@ def set_trainable(model: nn.Module, predicate: Callable[[str], bool]) -> None:
 
 def _in_head(model: nn.Module) -> Callable[[str], bool]:
     heads = head_module_names(model)
-    return lambda name: name.split(".", 1)[0] in heads
+    return lambda name: any(name == h or name.startswith(h + ".") for h in heads)
 
 
 # ---------------------------------------------------------------- LoRA from scratch

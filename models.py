@@ -270,6 +270,18 @@ def resolve_model_name(name: str) -> str:
                      f"model folder, or download {name!r} from the Hub once while online")
 
 
+def untrained_pooler(model_dir: str) -> bool:
+    """True for a sentence-transformers checkpoint that pools by mean (or max) over tokens, not by
+    its [CLS] pooler: that pooler was never trained (all-MiniLM-L6-v2 ships it as a random init,
+    zero bias). Read from its `1_Pooling/config.json`; False for any other model or a Hub id."""
+    path = os.path.join(model_dir, "1_Pooling", "config.json")
+    try:
+        with open(path) as fh:
+            return not json.load(fh).get("pooling_mode_cls_token", False)
+    except (OSError, ValueError):
+        return False
+
+
 def load_tokenizer(model_name: str, trust_remote_code: bool = False):
     """The tokenizer of an embedded name, local folder or Hub id, with a pad token (decoders: eos).
 

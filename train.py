@@ -32,7 +32,7 @@ from transformers.trainer_utils import IntervalStrategy
 from dataHelper import sep_token_for
 from ftio import split_list, write_atomic
 from methods import BoundMethod, MethodArguments, bind_method, count_parameters, learning_rate_help
-from models import load_tokenizer, resolve_model_name
+from models import load_tokenizer, resolve_model_name, untrained_pooler
 from record import PeakMemory, build_record, write_record
 from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
 
@@ -221,6 +221,8 @@ def get_model(model_name: str, num_labels: int, label_names: Optional[List[str]]
         config.label2id = {n: i for i, n in enumerate(label_names)}
     # Decoder heads pool the last non-pad token: they need pad_token_id in the config.
     config.pad_token_id = tokenizer.pad_token_id
+    if untrained_pooler(path):  # the classifier reads BERT's pooler: train it with the head (methods.py)
+        config.untrained_pooler = True
     model = AutoModelForSequenceClassification.from_pretrained(
         path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code, **(load_kwargs or {}))
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:

@@ -159,6 +159,26 @@ def test_head_is_everything_outside_the_base_model(load):
     assert methods.head_module_names(load("qwen2")[1]) == ["score"]
 
 
+def test_untrained_pooler_of_a_sentence_transformers_checkpoint_trains_with_the_head(load, tmp_path):
+    import models
+
+    # all-MiniLM-L6-v2 pools by mean over tokens (1_Pooling/config.json); its BERT pooler is a random
+    # init with zero bias, so the classifier, which reads that pooler, gets it as part of the head
+    assert models.untrained_pooler(models.minilm_path()) is True
+    _, minilm = get_model("minilm", 3)
+    assert minilm.config.untrained_pooler is True
+    assert methods.head_module_names(minilm) == ["classifier", "bert.pooler"]
+    head = methods.bind_method(methods.MethodArguments(method="head")).apply(minilm)
+    # pooler 384 x 384 + 384, classifier 384 x 3 + 3
+    assert methods.count_parameters(head)[0] == 384 * 384 + 384 + 384 * 3 + 3
+    # a BERT without sentence-transformers pooling keeps its (pretrained) pooler frozen
+    tok, bert = load("bert")
+    assert methods.head_module_names(bert) == ["classifier"]
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    assert models.untrained_pooler(str(tmp_path)) is False  # CLS pooling: the pooler is the model's own
+
+
 def test_count_parameters_counts_tied_weights_once():
     lin = nn.Linear(4, 4, bias=False)
     model = nn.Sequential(lin, nn.Linear(4, 2))
