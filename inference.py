@@ -8,9 +8,33 @@ The course's way of comparing the base, LoRA and fully fine-tuned models by eye:
     DATA_DIR=/work/shared/data uv run inference.py --model_name_or_path smollm2 --dataset tatqa --sid 0
 
 Samples come from the same alpaca records the LLaMA-Factory runs train and predict on
-(`dataHelper.export_llamafactory`), and the user turn is built as LLaMA-Factory builds it
-(instruction, newline, input), so what you see here is what the fine-tuned model was taught.
+(`lfdata.records`, what `dataHelper.py export` writes), and the user turn is built as LLaMA-Factory
+builds it (instruction, newline, input), so what you see here is what the fine-tuned model was taught.
 Decoding is greedy, so a rerun prints the same answer.
+
+`predict` writes predictions for a whole split, batched, in LLaMA-Factory's format, for eval.py:
+
+    uv run inference.py predict --model_name_or_path smollm2 --dataset samsum --max_samples 50 \
+        --batch_size 8 --max_new_tokens 64 --output_dir saves/smollm2/base/predict_samsum_hf
+    uv run inference.py predict --dataset_file lf_data/samsum_test.json --template smollm2 ...
+    uv run eval.py saves/smollm2/base/predict_samsum_hf/generated_predictions.jsonl --no_bertscore
+
+Prompts are left-padded (a pad on the right would sit between the prompt and the new tokens) with
+attention mask 0 on the pads; generate() derives each row's position ids from that mask (Llama,
+Qwen2), so a padded row sees the same positions as alone. Greedy by default, bf16 autocast where
+the GPU or the CPU (AVX512-BF16/AMX) supports it, the prompts sorted by length so a batch holds
+similar lengths (the file keeps the input order). `--template NAME` builds the prompt ids with
+LLaMA-Factory's own template (e.g. smollm2: its default system message ends with a period, the
+tokenizer's does not); by default the tokenizer's chat template is used. Generation stops at the
+eos token or any additional special token (LLaMA-Factory's rule). No prompt is truncated
+(LLaMA-Factory cuts prompts longer than its `cutoff_len`). Besides the jsonl, predict_results.json
+holds the timing (generation only, model loading excluded).
+
+In fp32 a padded row's logits equal its one-at-a-time logits to ~1e-4, so greedy outputs match
+(tested on a tiny Qwen2). Under bf16 autocast the logits carry ~0.1-0.5 of rounding noise that
+depends on the batch's shape, and exact or near ties flip: on 16 SAMSum dialogues SmolLM2 wrote 7
+summaries that part from their batch-1 twins after 12-62 shared tokens. Pass `--bf16 false` when
+outputs must not depend on the batch size.
 """
 from __future__ import annotations
 
@@ -18,14 +42,15 @@ import json
 import logging
 import os
 import sys
-import tempfile
+import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-import dataHelper
+import lfdata
+from ftio import write_atomic, write_json_atomic
 from models import resolve_model_name
 
 logger = logging.getLogger(__name__)
@@ -36,7 +61,7 @@ class InferenceArguments:
     model_name_or_path: str = field(default="smollm2", metadata={
         "help": "embedded name (smollm2), Hub id or local folder of a causal LM (a merged or full SFT output)"})
     sid: int = field(default=0, metadata={"help": "index of the sample in the chosen split (0-based)"})
-    dataset: str = field(default="samsum", metadata={"help": f"one of: {', '.join(sorted(dataHelper.EXPORTS))}"})
+    dataset: str = field(default="samsum", metadata={"help": f"one of: {', '.join(sorted(lfdata.EXPORTS))}"})
     split: str = field(default="test", metadata={"help": "split to take the sample from (train, validation, test)"})
     data_dir: Optional[str] = field(default=None, metadata={
         "help": "raw data folder (default: $DATA_DIR, then ./data; the Hub copy when allowed)"})
@@ -47,18 +72,21 @@ class InferenceArguments:
         "help": "system message; default: the chat template's own default (if any)"})
 
 
+def load_records(dataset: str, split: str, data_dir: Optional[str] = None) -> List[Dict[str, str]]:
+    """The alpaca records (`instruction`, `input`, `output`) of `dataset`'s `split`, as exported for LLaMA-Factory."""
+    if dataset not in lfdata.EXPORTS:
+        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(sorted(lfdata.EXPORTS))}")
+    entries = lfdata.records(dataset, data_dir)
+    entry = f"{dataset}_{split}"
+    if entry not in entries:
+        valid = sorted(e[len(dataset) + 1:] for e in entries)
+        raise ValueError(f"--split {split!r} does not exist for {dataset}; valid: {', '.join(valid)}")
+    return entries[entry]
+
+
 def load_sample(dataset: str, split: str, sid: int, data_dir: Optional[str] = None) -> Dict[str, str]:
     """The alpaca record (`instruction`, `input`, `output`) number `sid` of `dataset`'s `split`."""
-    if dataset not in dataHelper.EXPORTS:
-        raise ValueError(f"unknown dataset {dataset!r}; valid: {', '.join(sorted(dataHelper.EXPORTS))}")
-    with tempfile.TemporaryDirectory(prefix="ftlab-inference-") as tmp:
-        entries = dataHelper.export_llamafactory(dataset, tmp, data_dir=data_dir)
-        entry = f"{dataset}_{split}"
-        if entry not in entries:
-            valid = sorted(e[len(dataset) + 1:] for e in entries)
-            raise ValueError(f"--split {split!r} does not exist for {dataset}; valid: {', '.join(valid)}")
-        with open(os.path.join(tmp, f"{entry}.json"), encoding="utf-8") as fh:
-            records = json.load(fh)
+    records = load_records(dataset, split, data_dir)
     if not 0 <= sid < len(records):
         raise ValueError(f"--sid {sid} is out of range for {dataset} {split}: "
                          f"valid 0..{len(records) - 1} ({len(records)} samples)")
@@ -117,8 +145,218 @@ def run(args: InferenceArguments) -> Tuple[str, str, str]:
     return prompt, generate_answer(model, tokenizer, prompt, args.max_new_tokens), record["output"]
 
 
+# ---------------------------------------------------------------- predict: a whole split, batched
+PREDICTIONS_FILE = "generated_predictions.jsonl"  # LLaMA-Factory's name and format
+
+
+@dataclass
+class PredictArguments:
+    output_dir: Optional[str] = field(default=None, metadata={
+        "help": f"folder for {PREDICTIONS_FILE} and predict_results.json (required)"})
+    model_name_or_path: str = field(default="smollm2", metadata={
+        "help": "embedded name (smollm2), Hub id or local folder of a causal LM"})
+    adapter_name_or_path: Optional[str] = field(default=None, metadata={"help": "a PEFT/LoRA adapter folder"})
+    dataset: str = field(default="samsum", metadata={"help": f"one of: {', '.join(sorted(lfdata.EXPORTS))}"})
+    split: str = field(default="test", metadata={"help": "split to predict (train, validation, test)"})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "raw data folder (default: $DATA_DIR, then ./data)"})
+    dataset_file: Optional[str] = field(default=None, metadata={
+        "help": "an exported alpaca JSON file (e.g. lf_data/samsum_test.json) instead of --dataset/--split"})
+    max_samples: Optional[int] = field(default=None, metadata={"help": "only the first N records (file order)"})
+    batch_size: int = field(default=8, metadata={"help": "prompts per generate() call"})
+    max_new_tokens: int = field(default=128, metadata={"help": "generation length limit"})
+    do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy decoding"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (with --do_sample)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass (with --do_sample)"})
+    seed: int = field(default=42, metadata={"help": "seed for --do_sample"})
+    template: Optional[str] = field(default=None, metadata={
+        "help": "a LLaMA-Factory template name (smollm2, qwen, llama3, ...): its exact prompt ids; "
+                "default: the tokenizer's chat template"})
+    system: Optional[str] = field(default=None, metadata={"help": "system message; default: the template's own"})
+    bf16: Optional[bool] = field(default=None, metadata={
+        "help": "bf16 autocast; default: on where the GPU or CPU (AVX512-BF16/AMX) supports it. "
+                "Greedy outputs then may depend on the batch size (bf16 ties); false for exact repeats"})
+    sort_by_length: bool = field(default=True, metadata={
+        "help": "batch prompts of similar length together (less padding); the output keeps the input order"})
+
+    def check(self) -> None:
+        if not self.output_dir:
+            raise ValueError(f"--output_dir is required: the folder to write {PREDICTIONS_FILE} to")
+        for name in ("batch_size", "max_new_tokens", "max_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} {value}: give a positive number")
+
+
+def read_records_file(path: str) -> List[Dict[str, str]]:
+    """An alpaca JSON file: a list of objects with `instruction`, `output` (and `input`)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--dataset_file {path!r} not found: pass an alpaca JSON written by "
+                                "`dataHelper.py export`")
+    with open(path, encoding="utf-8") as fh:
+        try:
+            records = json.load(fh)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{path}: expected a non-empty JSON list of alpaca records")
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not isinstance(rec.get("instruction"), str) or "output" not in rec:
+            raise ValueError(f"{path}: record {i} is not an alpaca record (instruction, input, output)")
+    return records
+
+
+def select_records(args: PredictArguments) -> List[Dict[str, str]]:
+    records = (read_records_file(args.dataset_file) if args.dataset_file
+               else load_records(args.dataset, args.split, args.data_dir))
+    return records[:args.max_samples] if args.max_samples else records
+
+
+def llamafactory_template(tokenizer, name: str):
+    """LLaMA-Factory's template `name`; it fixes the tokenizer as in LLaMA-Factory (eos, pad, stop words)."""
+    from llamafactory.data.template import TEMPLATES, get_template_and_fix_tokenizer
+    from llamafactory.hparams import DataArguments
+
+    if name not in TEMPLATES:
+        raise ValueError(f"--template {name!r} is not a LLaMA-Factory template (e.g. smollm2, qwen, llama3)")
+    return get_template_and_fix_tokenizer(tokenizer, DataArguments(template=name))
+
+
+def encode_prompts(tokenizer, records: Sequence[Dict[str, str]], system: Optional[str] = None,
+                   template=None) -> List[List[int]]:
+    """Prompt token ids per record: LLaMA-Factory's `template` when given, else the tokenizer's chat template."""
+    if template is not None:
+        return [template.encode_oneturn(tokenizer, build_messages(r) + [{"role": "assistant", "content": ""}],
+                                        system)[0] for r in records]
+    # The rendered template holds its special tokens: no second BOS from the tokenizer.
+    return [tokenizer(render_prompt(tokenizer, build_messages(r, system)), add_special_tokens=False)["input_ids"]
+            for r in records]
+
+
+def stop_token_ids(tokenizer) -> List[int]:
+    """eos plus the additional special tokens (LLaMA-Factory's generation stop list), without repeats."""
+    ids = [tokenizer.eos_token_id] + list(getattr(tokenizer, "additional_special_tokens_ids", None) or [])
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def pad_left(batch: Sequence[Sequence[int]], pad_id: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both (batch, longest): pads first, mask 0 on them."""
+    longest = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), longest), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        input_ids[row, longest - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[row, longest - len(ids):] = 1
+    return input_ids, mask
+
+
+def decode_new_tokens(tokenizer, ids: Sequence[int], stops: Sequence[int]) -> str:
+    """Text of one row's new tokens up to the first stop token (later ids are generate()'s padding)."""
+    ids = list(ids)
+    end = next((i for i, t in enumerate(ids) if t in stops), len(ids))
+    return tokenizer.decode(ids[:end], skip_special_tokens=True).strip()
+
+
+def generation_kwargs(tokenizer, args: PredictArguments) -> Dict[str, Any]:
+    kwargs: Dict[str, Any] = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, num_beams=1,
+                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer))
+    if args.do_sample:
+        kwargs.update(temperature=args.temperature, top_p=args.top_p)
+    return kwargs
+
+
+@torch.no_grad()
+def generate_batch(model, tokenizer, batch: Sequence[Sequence[int]], gen_kwargs: Dict[str, Any],
+                   bf16: bool = False) -> List[str]:
+    """One generate() call on left-padded prompts -> the decoded new text of each row."""
+    input_ids, attention_mask = pad_left(batch, tokenizer.pad_token_id)
+    with torch.autocast(device_type=model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = model.generate(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
+                             **gen_kwargs)
+    new_tokens = out[:, input_ids.shape[1]:].tolist()  # (batch, new): every row's prompt ends at the same column
+    stops = gen_kwargs["eos_token_id"]
+    return [decode_new_tokens(tokenizer, row, stops) for row in new_tokens]
+
+
+def batch_order(lengths: Sequence[int], sort_by_length: bool) -> List[int]:
+    """Indices in generation order: longest first when sorting (a too-big batch fails at once), else as given."""
+    order = list(range(len(lengths)))
+    return sorted(order, key=lambda i: -lengths[i]) if sort_by_length else order
+
+
+def generate_all(model, tokenizer, prompts: Sequence[Sequence[int]], gen_kwargs: Dict[str, Any],
+                 batch_size: int, bf16: bool = False, sort_by_length: bool = True) -> List[str]:
+    """Predictions for every prompt, `batch_size` at a time, in the input order; a tqdm bar on stderr."""
+    from tqdm import tqdm
+
+    order = batch_order([len(p) for p in prompts], sort_by_length)
+    preds: List[Optional[str]] = [None] * len(prompts)
+    with tqdm(total=len(prompts), desc="predict", unit="sample") as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, text in zip(chunk, generate_batch(model, tokenizer, [prompts[i] for i in chunk], gen_kwargs, bf16)):
+                preds[i] = text
+            bar.update(len(chunk))
+    return preds  # type: ignore[return-value]
+
+
+def write_predictions(path: str, tokenizer, prompts: Sequence[Sequence[int]], preds: Sequence[str],
+                      records: Sequence[Dict[str, str]]) -> None:
+    """LLaMA-Factory's generated_predictions.jsonl: {"prompt" (with special tokens), "predict", "label"} a line."""
+    lines = [json.dumps({"prompt": tokenizer.decode(ids, skip_special_tokens=False), "predict": pred,
+                         "label": rec["output"]}, ensure_ascii=False) + "\n"
+             for ids, pred, rec in zip(prompts, preds, records)]
+    write_atomic(path, "".join(lines))
+
+
+def resolve_bf16(flag: Optional[bool]) -> bool:
+    from train import bf16_supported  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
+
+    return bf16_supported() if flag is None else bool(flag)
+
+
+def run_predict(args: PredictArguments) -> Dict[str, Any]:
+    """Predict every selected record; write the jsonl and predict_results.json; return the results."""
+    args.check()
+    records = select_records(args)
+    model, tokenizer = load_model(args.model_name_or_path, args.adapter_name_or_path)
+    template = llamafactory_template(tokenizer, args.template) if args.template else None
+    prompts = encode_prompts(tokenizer, records, args.system, template)
+    bf16 = resolve_bf16(args.bf16)
+    if args.do_sample:
+        torch.manual_seed(args.seed)
+    start = time.perf_counter()
+    preds = generate_all(model, tokenizer, prompts, generation_kwargs(tokenizer, args), args.batch_size, bf16,
+                         args.sort_by_length)
+    seconds = time.perf_counter() - start
+    path = os.path.join(args.output_dir, PREDICTIONS_FILE)
+    write_predictions(path, tokenizer, prompts, preds, records)
+    results = {"predictions": os.path.abspath(path), "n": len(records), "model": args.model_name_or_path,
+               "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample,
+               "bf16": bf16, "template": args.template or "tokenizer chat template",
+               "predict_runtime": round(seconds, 3), "samples_per_minute": round(60 * len(records) / seconds, 2)}
+    write_json_atomic(os.path.join(args.output_dir, "predict_results.json"), results)
+    return results
+
+
+def predict_main(argv: Optional[List[str]] = None) -> int:
+    (args,) = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(args=argv)
+    try:
+        results = run_predict(args)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{results['n']} predictions in {results['predict_runtime']:.1f} s "
+          f"({results['samples_per_minute']:.1f}/min, batch {results['batch_size']}, bf16 {results['bf16']}): "
+          f"wrote {results['predictions']}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["predict"]:
+        return predict_main(argv[1:])
     (args,) = HfArgumentParser(InferenceArguments).parse_args_into_dataclasses(args=argv)
     try:
         prompt, answer, reference = run(args)

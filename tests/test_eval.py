@@ -1,5 +1,6 @@
-"""eval.py: BLEU / ROUGE-L / corpus BLEU against hand-computed values, BERTScore on a tiny local
-scorer, the predictions-file reader and the CLI (table, atomic JSON, one-line errors)."""
+"""eval.py: BLEU / ROUGE-L / ROUGE-Lsum / corpus BLEU against hand-computed values, BERTScore on a
+tiny local scorer, the predictions-file reader, the TAT-QA mode and the CLI (table, atomic JSON,
+one-line errors)."""
 import json
 import logging
 import math
@@ -10,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+import lfdata
 import eval as ev
 
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
 
 # Three (reference, candidate) pairs, worked by hand below.
@@ -61,6 +64,32 @@ def test_rouge_l_matches_hand_computation():
     assert ev.compute_rouge(["The cat, sat down."], ["the cat sat down"]) == pytest.approx(1.0)
 
 
+def test_split_sentences_regex():
+    text = "Amanda baked cookies. She will bring Jerry some tomorrow!  OK?\nBye"
+    # Existing lines stay lines; inside a line, a break after . ! or ? and whitespace.
+    assert ev.split_sentences(text, "regex") == \
+        "Amanda baked cookies.\nShe will bring Jerry some tomorrow!\nOK?\nBye"
+    assert ev.split_sentences("3.5 kg, e.g. flour", "regex") == "3.5 kg, e.g.\nflour"  # the regex's limit
+    assert ev.sentence_splitter() == ("nltk-punkt" if ev._punkt_available() else "regex")
+
+
+def test_rouge_lsum_matches_hand_computation():
+    ref = "the cat sat. the dog ran."
+    # Same two sentences, swapped. ROUGE-L on the whole token sequences: LCS("the cat sat the dog ran",
+    # "the dog ran the cat sat") = 3 ("the dog ran") -> P = R = 3/6 -> F = 0.5.
+    # ROUGE-Lsum: each reference sentence's union LCS over the candidate sentences: 3 + 3 hits of 6
+    # -> P = R = 1 -> F = 1.
+    assert ev.compute_rouge([ref], ["the dog ran. the cat sat."]) == pytest.approx(0.5)
+    assert ev.compute_rouge_lsum([ref], ["the dog ran. the cat sat."]) == pytest.approx(1.0)
+    # Candidate "the cat ran." (3 tokens): "the cat sat" unions to {the, cat} = 2 hits; "the dog ran"
+    # unions to {the, ran}, but the candidate's one "the" is used up -> 1 hit. Hits 3: P = 3/3,
+    # R = 3/6 -> F = 2 * 1 * 0.5 / 1.5 = 2/3.
+    assert ev.compute_rouge_lsum([ref], ["the cat ran."]) == pytest.approx(2 / 3)
+    # One-sentence texts: ROUGE-Lsum = ROUGE-L.
+    assert ev.compute_rouge_lsum(REFS, CANDS) == pytest.approx(sum(ROUGE) / 3, abs=1e-12)
+    assert ev.compute_rouge_lsum(["", REFS[1]], ["x", CANDS[1]]) == pytest.approx(ROUGE[1] / 2)
+
+
 def test_corpus_bleu_pools_counts():
     # Pairs 1 + 2 pooled: p1 = (5+5)/(6+5), p2 = (3+4)/(5+4), p3 = (2+3)/(4+3), p4 = (1+2)/(3+2);
     # c = 11, r = 12 -> BP = exp(1 - 12/11).
@@ -80,7 +109,7 @@ def test_empty_prediction_scores_zero_with_one_warning(caplog):
     assert ev.compute_rouge(["", " "], ["", "a"]) == 0.0
 
 
-@pytest.mark.parametrize("fn", [ev.compute_bleu, ev.compute_rouge, ev.compute_corpus_bleu])
+@pytest.mark.parametrize("fn", [ev.compute_bleu, ev.compute_rouge, ev.compute_rouge_lsum, ev.compute_corpus_bleu])
 def test_bad_lists_are_one_line_errors(fn):
     with pytest.raises(ValueError, match=r"references has 2 items but candidates has 1"):
         fn(["a b", "c d"], ["a b"])
@@ -142,12 +171,14 @@ def test_cli_writes_table_and_json(tmp_path, capsys):
     assert ev.main([pred, "--no_bertscore"]) == 0
     out = capsys.readouterr().out
     assert "BLEU-4 (mean sentence, nltk)" in out and "ROUGE-L F1" in out and "BERTScore" not in out
+    assert f"ROUGE-Lsum F1 (sentences: {ev.sentence_splitter()})" in out
     metrics = json.loads((tmp_path / "metrics.json").read_text())  # default: next to the input
-    assert metrics["n"] == 3
+    assert metrics["n"] == 3 and metrics["task"] == "summary"
     assert metrics["bleu"] == pytest.approx((BLEU_1 + BLEU_2) / 3, abs=1e-9)
     assert metrics["rouge_l"] == pytest.approx(sum(ROUGE) / 3, abs=1e-12)
+    assert metrics["rouge_lsum"] == pytest.approx(sum(ROUGE) / 3, abs=1e-12)  # one sentence each
     assert 0 < metrics["corpus_bleu"] < 1
-    assert set(metrics["seconds"]) == {"imports", "bleu", "rouge_l", "corpus_bleu"}
+    assert set(metrics["seconds"]) == {"imports", "bleu", "rouge_l", "rouge_lsum", "corpus_bleu"}
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp")] == []
 
 
@@ -171,6 +202,63 @@ def test_cli_errors_are_one_line(tmp_path):
         ev.parse_args([str(missing), "--no_bertscore", "--bertscore_model", "minilm"])
 
 
+def test_tatqa_marker_is_the_export_instruction():
+    assert lfdata.TATQA_INSTRUCTION.startswith(ev.TATQA_MARKER)
+
+
+def _tatqa_rows(labels, preds):
+    prompt = f"<|im_start|>user\n{lfdata.TATQA_INSTRUCTION}\nTable: ...<|im_end|>\n<|im_start|>assistant\n"
+    return [{"prompt": prompt, "predict": p, "label": label + "\n"} for label, p in zip(labels, preds)]
+
+
+def test_cli_tatqa_mode_is_detected(tmp_path, capsys):
+    labels = ["12.5%", "3 million", "Current, Non-current", "the modified retrospective method"]
+    preds = ["12.5 percent", "3 thousand", "Non-current, Current", "the modified method"]
+    pred = _write_jsonl(tmp_path / "generated_predictions.jsonl", _tatqa_rows(labels, preds))
+    assert ev.main([pred, "--no_bertscore"]) == 0  # auto: every prompt holds the TAT-QA instruction
+    out = capsys.readouterr().out
+    assert "TAT-QA exact match" in out and "TAT-QA F1 (numeracy-aware)" in out and "ROUGE-L F1" in out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["seconds"]) == {"imports", "bleu", "rouge_l", "rouge_lsum", "corpus_bleu", "tatqa"}
+    # EM 1, 0, 1, 0; F1 1, 0, 1, 0.8 ("modified method": P 2/2, R 2/3); scale wrong on the 2nd only.
+    assert metrics["task"] == "tatqa" and metrics["n"] == 4 and metrics["tatqa_gold"] == "labels"
+    assert metrics["tatqa_em"] == pytest.approx(0.5)
+    assert metrics["tatqa_f1"] == pytest.approx(2.8 / 4)
+    assert metrics["tatqa_scale_accuracy"] == pytest.approx(0.75)
+    # --task summary forces the text metrics on the same file.
+    assert ev.main([pred, "--task", "summary", "--no_bertscore", "--out", str(tmp_path / "s.json")]) == 0
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["task"] == "summary" and "tatqa_em" not in summary
+    assert summary["rouge_l"] == metrics["rouge_l"]
+
+
+def test_cli_tatqa_gold_from_the_raw_file(tmp_path, capsys):
+    gold = str(FIXTURES / "tatqa" / "tatqa_dataset_test_gold.json")
+    # The fixture's first questions (export order): a text span, 66.8 million, [Current, Non-current].
+    labels = ["relate solely to revenue from contracts with customers", "66.8 million", "Current, Non-current"]
+    preds = ["relate solely to revenue", "66,800 thousand", "Non-current, Current"]
+    pred = _write_jsonl(tmp_path / "p.jsonl", _tatqa_rows(labels, preds))
+    assert ev.main([pred, "--tatqa_gold", gold, "--no_bertscore"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # 1: a span: token bags {relate, solely, to, revenue} vs those 4 + {from, contracts, with, customers}:
+    #    P = 4/4, R = 4/8 -> F1 = 2/3, rounded 0.67; EM 0.
+    # 2: 66,800 x 1e3 = 66.8 x 1e6 -> EM 1 (scale differs: thousand vs million); 3: same spans -> EM 1.
+    assert metrics["tatqa_gold"] == gold
+    assert metrics["tatqa_em"] == pytest.approx(2 / 3)
+    assert metrics["tatqa_f1"] == pytest.approx((0.67 + 1 + 1) / 3)
+    assert metrics["tatqa_scale_accuracy"] == pytest.approx(2 / 3)
+    bad = _write_jsonl(tmp_path / "bad.jsonl", _tatqa_rows(["66.8 million"], ["1"]))
+    assert ev.main([bad, "--tatqa_gold", gold, "--no_bertscore"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: prediction 1's label '66.8 million' is not question 1") and err.count("\n") == 1
+
+
+def test_tatqa_gold_needs_tatqa_prompts(tmp_path, capsys):
+    pred = _write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Summarize", "predict": "a", "label": "b"}])
+    assert ev.main([pred, "--tatqa_gold", str(tmp_path / "g.json")]) == 2
+    assert "--tatqa_gold given but the prompts are not TAT-QA questions" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_real_samsum_test_set_scores_itself(tmp_path):
     """The 819 real SAMSum test summaries scored against themselves: ROUGE-L is exactly 1, and
@@ -190,5 +278,6 @@ def test_real_samsum_test_set_scores_itself(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     long_enough = sum(len(s.split()) >= 4 for s in summaries)
     assert metrics["n"] == 819 and metrics["rouge_l"] == pytest.approx(1.0)
+    assert metrics["rouge_lsum"] == pytest.approx(1.0)
     assert metrics["bleu"] == pytest.approx(long_enough / 819, abs=1e-9)
     assert metrics["corpus_bleu"] == pytest.approx(1.0)

@@ -5,6 +5,7 @@ import os
 import re
 
 import pytest
+import torch
 
 import inference
 from tests.conftest import real_data_dir
@@ -92,3 +93,112 @@ def test_smollm2_on_real_samsum(capsys):
     assert "<|im_start|>system\nYou are a helpful AI assistant named SmolLM" in out
     answer = out.split("=== answer (smollm2) ===\n")[1].split("\n=== reference")[0]
     assert answer.strip()  # a real model says something
+
+
+# ---------------------------------------------------------------- predict: batched generation
+def test_pad_left_puts_pads_first_with_mask_zero():
+    ids, mask = inference.pad_left([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_decode_stops_at_the_first_stop_token(tiny_models):
+    _, tok = inference.load_model(tiny_models("qwen2", causal=True))
+    eos = tok.eos_token_id
+    hello = tok("hello", add_special_tokens=False)["input_ids"]
+    # generate() pads finished rows with pad (= eos here): everything from the first stop is dropped.
+    assert inference.decode_new_tokens(tok, hello + [eos] + hello, [eos]) == "hello"
+    assert inference.stop_token_ids(tok) == [eos]  # no additional special tokens in the tiny tokenizer
+
+
+def _fixture_prompts(tok):
+    records = (inference.load_records("samsum", "test", FIXTURES)
+               + inference.load_records("tatqa", "test", FIXTURES)[:2])
+    return records, inference.encode_prompts(tok, records)
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_batched_greedy_equals_one_at_a_time(tiny_models, bf16):
+    model, tok = inference.load_model(tiny_models("qwen2", causal=True))
+    records, prompts = _fixture_prompts(tok)
+    lengths = [len(p) for p in prompts]
+    assert len(set(lengths)) == len(lengths)  # every batch needs padding: no two prompts the same length
+    kwargs = inference.generation_kwargs(tok, inference.PredictArguments(output_dir="x", max_new_tokens=6))
+    alone = [inference.generate_batch(model, tok, [p], kwargs, bf16)[0] for p in prompts]
+    for sort in (True, False):  # batches of 4 + 2, longest first or in file order
+        batched = inference.generate_all(model, tok, prompts, kwargs, batch_size=4, bf16=bf16, sort_by_length=sort)
+        assert batched == alone
+    assert all(alone)
+
+
+def test_padding_without_mask_changes_the_answers(tiny_models):
+    """The control that makes the test above meaningful: pads that the model attends to do change
+    the greedy answer, so equality there means the mask (and the positions derived from it) work."""
+    model, tok = inference.load_model(tiny_models("qwen2", causal=True))
+    _, prompts = _fixture_prompts(tok)
+    prompts = prompts[:4]
+    kwargs = inference.generation_kwargs(tok, inference.PredictArguments(output_dir="x", max_new_tokens=6))
+    alone = [inference.generate_batch(model, tok, [p], kwargs)[0] for p in prompts]
+    ids, _ = inference.pad_left(prompts, tok.pad_token_id)
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+    unmasked = [inference.decode_new_tokens(tok, row, kwargs["eos_token_id"]) for row in out[:, ids.shape[1]:].tolist()]
+    longest = max(range(4), key=lambda i: len(prompts[i]))
+    assert unmasked[longest] == alone[longest]  # the one row without pads
+    assert sum(u != a for u, a in zip(unmasked, alone)) == 3  # every padded row changes
+
+
+@pytest.mark.parametrize("dataset", ["samsum", "tatqa"])
+def test_predict_writes_llamafactory_jsonl_that_eval_scores(dataset, tiny_models, tmp_path, capsys):
+    import eval as ev
+
+    model_dir = tiny_models("qwen2", causal=True)
+    out_dir = tmp_path / "pred"
+    argv = ["predict", "--model_name_or_path", model_dir, "--dataset", dataset, "--data_dir", FIXTURES,
+            "--max_samples", "3", "--batch_size", "2", "--max_new_tokens", "4", "--bf16", "false",
+            "--output_dir", str(out_dir)]
+    assert inference.main(argv) == 0
+    assert "3 predictions in" in capsys.readouterr().out
+    rows = [json.loads(line) for line in (out_dir / "generated_predictions.jsonl").read_text().splitlines()]
+    records = inference.load_records(dataset, "test", FIXTURES)[:3]
+    _, tok = inference.load_model(model_dir)
+    assert [list(r) for r in rows] == [["prompt", "predict", "label"]] * 3
+    assert [r["label"] for r in rows] == [rec["output"] for rec in records]  # input order kept
+    assert [r["prompt"] for r in rows] == [inference.render_prompt(tok, inference.build_messages(rec))
+                                           for rec in records]
+    results = json.loads((out_dir / "predict_results.json").read_text())
+    assert results["n"] == 3 and results["batch_size"] == 2 and results["bf16"] is False
+    assert [p.name for p in out_dir.iterdir() if p.name.startswith(".")] == []  # atomic writes
+    assert ev.main([str(out_dir / "generated_predictions.jsonl"), "--no_bertscore"]) == 0
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    assert metrics["task"] == ("tatqa" if dataset == "tatqa" else "summary") and metrics["n"] == 3
+
+
+def test_predict_from_an_exported_file_with_llamafactory_template(tiny_models, tmp_path):
+    import lfdata
+
+    lfdata.export_llamafactory("samsum", str(tmp_path / "lf"), data_dir=FIXTURES)
+    _, tok = inference.load_model(tiny_models("qwen2", causal=True))
+    records = inference.read_records_file(str(tmp_path / "lf" / "samsum_test.json"))[:1]
+    template = inference.llamafactory_template(tok, "smollm2")
+    (ids,) = inference.encode_prompts(tok, records, template=template)
+    # LLaMA-Factory's smollm2 template: its default system message ends with a period.
+    assert tok.decode(ids) == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+                               f"Face.<|im_end|>\n<|im_start|>user\n{records[0]['instruction']}\n"
+                               f"{records[0]['input']}<|im_end|>\n<|im_start|>assistant\n")
+    # ... and its stop word joins the stop list, as in LLaMA-Factory's predict.
+    assert tok.convert_tokens_to_ids("<|im_end|>") in inference.stop_token_ids(tok)
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], r"--output_dir is required"),
+    (["--output_dir", "OUT", "--batch_size", "0"], r"--batch_size 0: give a positive number"),
+    (["--output_dir", "OUT", "--dataset_file", "nope.json"], r"--dataset_file 'nope.json' not found"),
+    (["--output_dir", "OUT", "--dataset", "imdb"], r"unknown dataset 'imdb'"),
+])
+def test_predict_bad_input_is_a_one_line_error(argv, message, tiny_models, tmp_path, capsys):
+    argv = [str(tmp_path / a) if a == "OUT" else a for a in argv]
+    rc = inference.main(["predict", "--model_name_or_path", tiny_models("qwen2", causal=True),
+                         "--data_dir", FIXTURES] + argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and err.startswith("error: ")
+    assert re.search(message, err)
