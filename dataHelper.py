@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import hashlib
 import json
 import logging
@@ -41,6 +40,8 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
+from ftio import read_jsonl as _read_jsonl
+from ftio import split_list
 
 logger = logging.getLogger(__name__)
 
@@ -63,28 +64,6 @@ def _read_json(path: str) -> Any:
             return json.load(f)
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
-
-
-def _open_text(path: str):
-    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
-
-
-def _read_jsonl(path: str) -> Iterator[Tuple[int, dict]]:
-    """Yield (line number, object) for every non-empty line."""
-    try:
-        with _open_text(path) as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} line {line_no}: not valid JSON ({err.msg})") from None
-                if not isinstance(obj, dict):
-                    raise ValueError(f"{path} line {line_no}: expected a JSON object, got {type(obj).__name__}")
-                yield line_no, obj
-    except (gzip.BadGzipFile, EOFError) as err:
-        raise ValueError(f"{path}: not a valid gzip file ({err})") from None
 
 
 def _read_csv(path: str, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> Iterator[Tuple[int, List[str]]]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import logging
 import os
 import re
@@ -49,7 +48,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from ftio import write_json_atomic
+from ftio import read_jsonl, write_json_atomic
 
 logger = logging.getLogger("eval")
 
@@ -241,21 +240,14 @@ def load_prediction_rows(path: str, pred_field: str = "predict", label_field: st
         raise FileNotFoundError(f"predictions file {path!r} not found: pass the generated_predictions.jsonl "
                                 "written by `llamafactory-cli train <predict yaml>` or `inference.py predict`")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not a JSON object ({exc.msg})") from None
-            missing = [k for k in (pred_field, label_field) if not isinstance(row, dict) or k not in row]
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing field(s) {missing}; each line needs "
-                                 f"{pred_field!r} and {label_field!r} (set --pred_field/--label_field)")
-            # LLaMA-Factory's labels end with the template's "\n" after the end-of-turn token.
-            rows.append({"prompt": str(row.get("prompt") or ""), "predict": (row[pred_field] or "").strip(),
-                         "label": (row[label_field] or "").strip()})
+    for lineno, row in read_jsonl(path):
+        missing = [k for k in (pred_field, label_field) if k not in row]
+        if missing:
+            raise ValueError(f"{path} line {lineno}: missing field(s) {missing}; each line needs "
+                             f"{pred_field!r} and {label_field!r} (set --pred_field/--label_field)")
+        # LLaMA-Factory's labels end with the template's "\n" after the end-of-turn token.
+        rows.append({"prompt": str(row.get("prompt") or ""), "predict": (row[pred_field] or "").strip(),
+                     "label": (row[label_field] or "").strip()})
     if not rows:
         raise ValueError(f"predictions file {path!r} has no lines to score")
     return rows

@@ -1,4 +1,4 @@
-"""Small helpers shared by every script: atomic file writes and comma-list splitting.
+"""Small helpers shared by every script: atomic file writes, JSON-lines reading, comma-list splitting.
 
 Atomic writes: a reader (or a crash) never sees half a file.
 
@@ -7,10 +7,11 @@ then `os.replace` swaps it in; on any error the temp file is removed and the old
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import tempfile
-from typing import Any, List, Optional, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 
 def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None:
@@ -44,3 +45,32 @@ def write_json_atomic(path: Union[str, os.PathLike], obj: Any, indent: int = 2) 
 def split_list(text: Optional[str]) -> List[str]:
     """'a, b,,c' -> ['a', 'b', 'c']: the one way a comma-separated flag is read (None/'' -> [])."""
     return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def read_text(path: str) -> str:
+    """The file's text, or '' when it cannot be read (/proc files, an optional ~/.netrc)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def read_jsonl(path: str) -> Iterator[Tuple[int, dict]]:
+    """Yield (line number, object) for every non-empty line of a JSON-lines file (.gz too); a line
+    that is not a JSON object raises one ValueError naming the file and the line."""
+    opener = gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+    try:
+        with opener as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path} line {line_no}: not valid JSON ({err.msg})") from None
+                if not isinstance(obj, dict):
+                    raise ValueError(f"{path} line {line_no}: expected a JSON object, got {type(obj).__name__}")
+                yield line_no, obj
+    except (gzip.BadGzipFile, EOFError) as err:
+        raise ValueError(f"{path}: not a valid gzip file ({err})") from None

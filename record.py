@@ -22,7 +22,7 @@ import platform
 from datetime import datetime, timezone
 from typing import Any, Dict, Optional
 
-from ftio import write_atomic
+from ftio import read_text, write_atomic
 
 logger = logging.getLogger("ftlab.record")
 
@@ -33,14 +33,6 @@ _SCHEMA1_TRAINING_COPIES = ("per_device_train_batch_size", "bf16", "gradient_che
 
 
 # ---------------------------------------------------------------- facts about the machine
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
 
 class PeakMemory:
     """Peak memory of this process: CUDA max_memory_allocated, or CPU VmHWM minus the baseline RSS.
@@ -64,7 +56,7 @@ class PeakMemory:
 
     @staticmethod
     def _status_bytes(key: str) -> int:
-        for line in _read("/proc/self/status").splitlines():
+        for line in read_text("/proc/self/status").splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1]) * 1024
         return 0

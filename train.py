@@ -30,7 +30,7 @@ from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
 from dataHelper import sep_token_for
-from ftio import split_list, write_atomic
+from ftio import read_text, split_list, write_atomic
 from methods import BoundMethod, MethodArguments, bind_method, count_parameters, learning_rate_help
 from models import load_tokenizer, resolve_model_name, untrained_pooler
 from record import PeakMemory, build_record, write_record
@@ -351,20 +351,12 @@ def configure_wandb(targs: TrainingArguments, run_args: RunArguments, model_args
     if "wandb" not in targs.report_to:
         return
     os.environ.setdefault("WANDB_PROJECT", "ftlab")
-    logged_in = os.environ.get("WANDB_API_KEY") or "api.wandb.ai" in _read_text(os.path.expanduser("~/.netrc"))
+    logged_in = os.environ.get("WANDB_API_KEY") or "api.wandb.ai" in read_text(os.path.expanduser("~/.netrc"))
     if not logged_in:
         os.environ.setdefault("WANDB_MODE", "offline")
     model_tag = os.path.basename(os.path.normpath(model_args.model_name_or_path))
     os.environ["WANDB_RUN_GROUP"] = (run_args.run_group or os.environ.get("WANDB_RUN_GROUP")
                                      or f"{model_tag}-{data_args.dataset_name}-{method_name}")
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def setup_logging(targs: TrainingArguments) -> None:

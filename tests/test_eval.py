@@ -155,8 +155,8 @@ def test_load_predictions(tmp_path):
 
 
 @pytest.mark.parametrize("content, match", [
-    ('{"predict": "a"}\n', r"p.jsonl:1: missing field\(s\) \['label'\]"),
-    ('{"predict": "a", "label": "b"}\nnot json\n', r"p.jsonl:2: not a JSON object"),
+    ('{"predict": "a"}\n', r"p.jsonl line 1: missing field\(s\) \['label'\]"),
+    ('{"predict": "a", "label": "b"}\nnot json\n', r"p.jsonl line 2: not valid JSON"),
     ("\n", "has no lines to score"),
 ])
 def test_load_predictions_bad_files(tmp_path, content, match):
