@@ -29,6 +29,8 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, DataCo
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
+import modelcard
+import tracking
 from dataHelper import sep_token_for
 from ftio import read_text, split_list, write_atomic
 from methods import BoundMethod, MethodArguments, bind_method, count_parameters, learning_rate_help
@@ -357,6 +359,7 @@ def configure_wandb(targs: TrainingArguments, run_args: RunArguments, model_args
     model_tag = os.path.basename(os.path.normpath(model_args.model_name_or_path))
     os.environ["WANDB_RUN_GROUP"] = (run_args.run_group or os.environ.get("WANDB_RUN_GROUP")
                                      or f"{model_tag}-{data_args.dataset_name}-{method_name}")
+    tracking.name_run(targs, model_args.model_name_or_path, data_args.dataset_name, method_name)
 
 
 def setup_logging(targs: TrainingArguments) -> None:
@@ -436,7 +439,9 @@ def build_run_record(ctx: RunContext, metrics: dict) -> dict:
               "tokens_per_second": samples_per_second * tokens["mean_tokens"]},
         memory=ctx.memory.result(),
         data={"train_samples": len(ctx.tokenized["train"]), "num_labels": ctx.trainer.model.config.num_labels,
-              "max_length": data_args.max_length, **tokens},
+              "max_length": data_args.max_length, **tokens,
+              "label_names": list(ctx.tokenized["train"].features["label"].names),
+              "split_sizes": {split: len(ds) for split, ds in ctx.tokenized.items()}},
         training={"steps": ctx.trainer.state.global_step, "epochs": float(ctx.trainer.state.epoch or 0.0)},
         world_size=targs.world_size)
 
@@ -487,6 +492,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     record = build_run_record(ctx, metrics)
     if trainer.is_world_process_zero():
         write_record(targs.output_dir, record)
+        modelcard.write_model_card(targs.output_dir, record)  # README.md: what these weights are
+        tracking.log_run_record(record)  # run.json's figures into the wandb summary; closes the run
     return record
 
 

@@ -8,6 +8,7 @@ EXTRA_ARGS="${EXTRA_ARGS:-}"     # more train.py flags, e.g. "--max_steps 4 --le
 SVM_ARGS="${SVM_ARGS:-}"         # more baseline.py flags (method svm), e.g. "--pooling mean"
 REPORT_ARGS="${REPORT_ARGS:-}"   # more report.py flags, e.g. "--metric macro_f1"
 PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the current interpreter)
+# GRID_NAME: the wandb group of the grid's runs (default: OUTPUT_ROOT's folder name).
 # *_ARGS are split on whitespace. Order on a command line: run flags, TRAIN_FLAGS|SVM_FLAGS,
 # per-call flags (sweep settings, prompt), EXTRA_ARGS|SVM_ARGS: the last wins, so the environment
 # overrides the script.
@@ -27,6 +28,8 @@ SVM_FLAGS=(
 
 # Resolve OUTPUT_ROOT before the cd below, so a relative path means "from where you ran me".
 OUTPUT_ROOT="$(realpath -m "$OUTPUT_ROOT")"
+# The wandb group of every run of this grid (default: the output folder's name, e.g. sup_minilm).
+GRID_NAME="${GRID_NAME:-$(basename "$OUTPUT_ROOT")}"
 cd "$ROOT"
 
 # facebook/bart-base -> bart-base; /tmp/x/bert/ -> bert
@@ -59,13 +62,15 @@ run_one() {
         args+=(--method "$method" "${TRAIN_FLAGS[@]}")
         read -r -a extra <<<"$EXTRA_ARGS"
     fi
-    # wandb (with --report_to wandb in EXTRA_ARGS) groups the seeds the way report.py does:
-    # OUTPUT_ROOT/restaurant_sup/bert-base-uncased/lora/seed1 -> group restaurant_sup/bert-base-uncased/lora
-    local group="${out#"$OUTPUT_ROOT"/}"
-    group="${group%/seed*}"
+    # wandb (on unless WANDB_MODE=disabled or --report_to none; offline without a key): one group per
+    # grid (GRID_NAME), the configuration as job type (the seeds report.py averages), the run's folder
+    # as name: OUTPUT_ROOT/restaurant_sup/bert-base-uncased/lora/seed1 -> group <grid>, job type
+    # restaurant_sup/bert-base-uncased/lora, name restaurant_sup/bert-base-uncased/lora/seed1
+    local name="${out#"$OUTPUT_ROOT"/}"
     echo "run: $script --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
     # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
-    WANDB_RUN_GROUP="${WANDB_RUN_GROUP:-$group}" $PYTHON "$script" "${args[@]}" "$@" "${extra[@]}"
+    WANDB_RUN_GROUP="${WANDB_RUN_GROUP:-$GRID_NAME}" WANDB_JOB_TYPE="${name%/seed*}" WANDB_NAME="$name" \
+        $PYTHON "$script" "${args[@]}" "$@" "${extra[@]}"
 }
 
 # run_seeds OUT_BASE METHOD MODEL DATASET [more flags...]: run_one for every seed in SEEDS
