@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
-from ftio import write_atomic
+from ftio import split_list, write_atomic
 
 CARD_FILE = "README.md"
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -48,7 +48,7 @@ def dataset_hub_ids(dataset: str) -> List[str]:
     import dataHelper
 
     ids = []
-    for name in [n.strip() for n in dataset.split(",") if n.strip()]:
+    for name in split_list(dataset):
         spec = dataHelper.DATASETS.get(name)
         release = dataHelper.RELEASES.get(spec.release) if spec else None
         if release is None or release.hub is None:

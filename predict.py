@@ -51,6 +51,8 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, HfArgumentParser
 
+from ftio import split_list
+
 logger = logging.getLogger("ftlab.predict")
 
 ABSA_RELEASES = ("restaurant", "laptop")
@@ -140,7 +142,7 @@ def data_kind(dataset_name: str) -> str:
     import dataHelper
 
     kinds = set()
-    for name in [n.strip() for n in dataset_name.split(",") if n.strip()]:
+    for name in split_list(dataset_name):
         spec = dataHelper.DATASETS.get(name)
         release = spec.release if spec else None
         kinds.add("absa" if release in ABSA_RELEASES else "pair" if release == "mrpc" else "plain")
@@ -204,7 +206,7 @@ def dataset_label_names(record: dict) -> List[str]:
     import dataHelper
 
     config = record.get("config") or {}
-    names = [n.strip() for n in (record.get("dataset") or "").split(",") if n.strip()]
+    names = split_list(record.get("dataset"))
     options = {"prompt": config["prompt"]} if config.get("prompt") else {}
     try:
         data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token="<SEP>",
