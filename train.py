@@ -83,6 +83,9 @@ class RunArguments:
     run_group: Optional[str] = field(default=None, metadata={
         "help": "wandb group shared by the runs of one experiment (default: $WANDB_RUN_GROUP, "
                 "else model-dataset-method)."})
+    score_test: bool = field(default=True, metadata={
+        "help": "Score the test split at the end. search.py turns it off for its trials: choices read "
+                "validation only."})
     early_stopping_patience: Optional[int] = field(default=None, metadata={
         "help": "Stop when metric_for_best_model on validation has not improved for N evaluations; the "
                 "best checkpoint is restored (needs a validation split). Default: no early stopping."})
@@ -377,12 +380,14 @@ def split_metrics(metrics: dict, prefix: str) -> dict:
     return {k: float(metrics[f"{prefix}_{k}"]) for k in METRIC_KEYS if f"{prefix}_{k}" in metrics}
 
 
-def evaluate_splits(trainer: Trainer, tokenized, data, targs: TrainingArguments) -> dict:
-    """Metrics per split (validation where present, test always); test predictions to a file."""
+def evaluate_splits(trainer: Trainer, tokenized, data, targs: TrainingArguments, score_test: bool = True) -> dict:
+    """Metrics per split (validation where present, test unless told not to); test predictions to a file."""
     results = {}
     if "validation" in tokenized:
         results["validation"] = split_metrics(trainer.evaluate(tokenized["validation"], metric_key_prefix="eval"),
                                               "eval")
+    if not score_test:
+        return results
     output = trainer.predict(tokenized["test"], metric_key_prefix="test")
     results["test"] = split_metrics(output.metrics, "test")
     if targs.do_predict and trainer.is_world_process_zero():
@@ -486,7 +491,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
     trainer.save_model()
-    metrics = evaluate_splits(trainer, tokenized, data, targs)
+    metrics = evaluate_splits(trainer, tokenized, data, targs, run_args.score_test)
     ctx = RunContext(args, method, resolve_model_name(model_args.model_name_or_path), tokenized, trainer,
                      train_output, memory)
     record = build_run_record(ctx, metrics)
@@ -507,8 +512,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     targs = args[-1]
     if targs.process_index == 0:
-        test = record["metrics"]["test"]
-        print("test: " + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+        for split, values in record["metrics"].items():
+            if split == "test" or "test" not in record["metrics"]:
+                print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         print(f"run record: {os.path.join(targs.output_dir, 'run.json')}")
     return 0
 
