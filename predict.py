@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, HfArgumentParser
 
-from ftio import split_list
+from ftio import read_jsonl, split_list
 
 logger = logging.getLogger("ftlab.predict")
 
@@ -392,26 +392,17 @@ def read_rows(path: str) -> List[dict]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
     ext = os.path.splitext(path)[1].lower()
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        if ext in (".csv", ".tsv"):
-            rows = list(csv.DictReader(f, delimiter="\t" if ext == ".tsv" else ","))
-        elif ext in (".jsonl", ".json"):
-            rows = [_json_row(line, path, n) for n, line in enumerate(f, 1) if line.strip()]
-        else:
-            rows = [{"text": line.rstrip("\r\n")} for line in f if line.strip()]
+    if ext in (".jsonl", ".json"):
+        rows = [row for _, row in read_jsonl(path)]
+    else:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            if ext in (".csv", ".tsv"):
+                rows = list(csv.DictReader(f, delimiter="\t" if ext == ".tsv" else ","))
+            else:
+                rows = [{"text": line.rstrip("\r\n")} for line in f if line.strip()]
     if not rows:
         raise ValueError(f"{path}: empty file (no texts)")
     return rows
-
-
-def _json_row(line: str, path: str, number: int) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} line {number}: not JSON ({e.msg})") from None
-    if not isinstance(row, dict):
-        raise ValueError(f"{path} line {number}: not a JSON object")
-    return row
 
 
 def text_columns(run: LoadedRun, columns: Sequence[str], args: PredictArguments, path: str) -> List[str]:
