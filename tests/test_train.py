@@ -230,7 +230,13 @@ def test_killed_run_resumes_to_the_same_metrics(tiny_models, tmp_path, capsys):
 @pytest.mark.slow
 def test_two_processes_write_one_record(tiny_models, tmp_path):
     out = tmp_path / "ddp"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "train.py",
+    import socket
+
+    with socket.socket() as sock:  # a free port: another run on 29500 (a second test suite) must not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(port), "train.py",
                            "--model_name_or_path", tiny_models("bert"), "--dataset_name", "rotten_tomatoes",
                            "--output_dir", str(out), *QUICK], cwd=ROOT, env=_subprocess_env(),
                           capture_output=True, text=True, timeout=300)
