@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
-from ftio import split_list, write_atomic
+from ftio import read_jsonl, split_list, write_atomic
 
 CARD_FILE = "README.md"
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -61,8 +61,7 @@ def read_predictions(run_dir: Optional[str]) -> List[dict]:
     path = os.path.join(run_dir or "", "predictions_test.jsonl")
     if not run_dir or not os.path.isfile(path):
         return []
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return [row for _, row in read_jsonl(path)]
 
 
 def split_sizes(record: dict, predictions: Sequence[dict]) -> Dict[str, int]:

@@ -324,8 +324,7 @@ def use_bf16(args: PredictArguments, record: dict, device: torch.device) -> bool
     if args.bf16 is not None:
         return args.bf16
     trained = bool((record.get("config") or {}).get("bf16"))
-    here = torch.cuda.is_bf16_supported() if device.type == "cuda" else train.cpu_supports_bf16()
-    return trained and here
+    return trained and train.bf16_supported(device.type)
 
 
 def load_run(run_dir: str, args: Optional[PredictArguments] = None) -> LoadedRun:

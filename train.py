@@ -101,8 +101,11 @@ def cpu_supports_bf16() -> bool:
     return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
 
 
-def bf16_supported() -> bool:
-    if torch.cuda.is_available():
+def bf16_supported(device_type: Optional[str] = None) -> bool:
+    """bf16 is fast on this device type ("cuda" / "cpu"; default: CUDA when available, else the CPU)."""
+    if device_type is None:
+        device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
     return cpu_supports_bf16()
 
@@ -512,9 +515,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     targs = args[-1]
     if targs.process_index == 0:
-        for split, values in record["metrics"].items():
-            if split == "test" or "test" not in record["metrics"]:
-                print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        metrics = record["metrics"]
+        shown = {"test": metrics["test"]} if "test" in metrics else metrics  # search trials: validation only
+        for split, values in shown.items():
+            print(f"{split}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
         print(f"run record: {os.path.join(targs.output_dir, 'run.json')}")
     return 0
 
