@@ -47,10 +47,12 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats()
             self.baseline = torch.cuda.memory_allocated()
         else:
+            self.reset = True
             try:  # "5" resets the kernel's peak-RSS counter (VmHWM) to the current RSS
                 with open("/proc/self/clear_refs", "w") as f:
                     f.write("5")
             except OSError:
+                self.reset = False
                 logger.warning("cannot reset VmHWM: CPU peak memory includes earlier allocations")
             self.baseline = self._status_bytes("VmRSS")
 
@@ -66,7 +68,15 @@ class PeakMemory:
             import torch
 
             return int(torch.cuda.max_memory_allocated())
-        return max(0, self._status_bytes("VmHWM") - self.baseline)
+        # VmRSS too: some kernels and sandboxes report a VmHWM that lags the current RSS
+        now = max(self._status_bytes("VmHWM"), self._status_bytes("VmRSS"))
+        return max(0, now - self.baseline)
+
+    @property
+    def how(self) -> str:
+        if self.cuda:
+            return "cuda_max_memory_allocated"
+        return "cpu_peak_rss_minus_baseline" if self.reset else "cpu_process_peak_rss_minus_baseline"
 
     def mark_training_done(self) -> None:
         self.train_peak = self.peak()
@@ -75,7 +85,7 @@ class PeakMemory:
         """`peak_bytes`: peak while training (what memory.py estimates); `peak_bytes_with_eval`: whole run."""
         overall = self.peak()
         return {"peak_bytes": getattr(self, "train_peak", overall), "peak_bytes_with_eval": overall,
-                "how": "cuda_max_memory_allocated" if self.cuda else "cpu_peak_rss_minus_baseline",
+                "how": self.how,
                 "baseline_bytes": int(self.baseline)}
 
 
