@@ -270,6 +270,10 @@ def _lora_settings(args: MethodArguments) -> dict:
             "lora_target_modules": args.lora_target_modules or "default"}
 
 
+def _head_settings(args: MethodArguments) -> dict:
+    return {"cache_features": args.head_cache_features}
+
+
 def _adapter_settings(args: MethodArguments) -> dict:
     return {"adapter_config": args.adapter_config, "reduction_factor": args.reduction_factor}
 
@@ -287,11 +291,12 @@ class Method:
     check: Callable[[str], None] = lambda name: None  # raises ValueError when it cannot run here
     training_overrides: Dict[str, object] = field(default_factory=dict)  # TrainingArguments values
     memory_as: Optional[str] = None  # memory.py's cost model (None: the method's own name)
+    epochs: float = 3.0  # default --num_train_epochs: the most epochs; validation picks the best one
 
 
 METHODS: Dict[str, Method] = {m.name: m for m in [
     Method("full", apply_full, 5e-5, "every parameter trains"),
-    Method("head", apply_head, 1e-3, "only the classification head trains"),
+    Method("head", apply_head, 1e-3, "only the classification head trains", _head_settings),
     Method("lora", apply_lora, 5e-4, "peft LoRA on the target modules, head trains", _lora_settings),
     Method("lora_scratch", apply_lora_scratch, 5e-4, "our LoRALinear on the target modules, head trains",
            _lora_settings, memory_as="lora"),
@@ -309,6 +314,11 @@ def method_help() -> str:
 def learning_rate_help() -> str:
     """'full 5e-05, head 0.001, ...': the per-method default learning rates."""
     return ", ".join(f"{m.name} {m.learning_rate:g}" for m in METHODS.values())
+
+
+def epochs_help() -> str:
+    """'full 3, head 10, ...': the per-method default (maximum) epochs."""
+    return ", ".join(f"{m.name} {m.epochs:g}" for m in METHODS.values())
 
 
 def get_method(name: str) -> Method:
@@ -334,6 +344,9 @@ class MethodArguments:
                 "houlsby (double_seq_bn, after attention and after the FFN)."})
     reduction_factor: int = field(default=16, metadata={
         "help": "Adapter bottleneck size = hidden size / reduction_factor."})
+    head_cache_features: bool = field(default=True, metadata={
+        "help": "head: the frozen body computes the head's input once (eval mode) and the head trains on "
+                "it for many cheap epochs (headcache.py); false: the body runs at every step."})
 
 
 @dataclass(frozen=True)
@@ -350,6 +363,10 @@ class BoundMethod:
     @property
     def learning_rate(self) -> float:
         return self.method.learning_rate
+
+    @property
+    def epochs(self) -> float:
+        return self.method.epochs
 
     @property
     def training_overrides(self) -> Dict[str, object]:

@@ -25,15 +25,16 @@ import torch
 import transformers
 from transformers import (AutoConfig, AutoModelForSequenceClassification, DataCollatorWithPadding,
                           EarlyStoppingCallback, HfArgumentParser, Trainer, TrainerCallback, TrainingArguments,
-                          set_seed)
+                          set_seed, default_data_collator)
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
+import headcache
 import modelcard
 import tracking
 from dataHelper import sep_token_for
 from ftio import read_text, split_list, write_atomic
-from methods import BoundMethod, MethodArguments, bind_method, count_parameters, learning_rate_help
+from methods import BoundMethod, MethodArguments, bind_method, count_parameters, epochs_help, learning_rate_help
 from models import load_tokenizer, resolve_model_name, untrained_pooler
 from record import PeakMemory, build_record, write_record
 from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
@@ -126,7 +127,8 @@ class FtTrainingArguments(TrainingArguments):
                 "outputs/<dataset>/<method>/<model>/seed<seed>)."})
     learning_rate: Optional[float] = field(default=None, metadata={
         "help": f"Peak learning rate (default per method: {learning_rate_help()})."})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "Training epochs."})
+    num_train_epochs: Optional[float] = field(default=None, metadata={
+        "help": f"Most training epochs; with validation the best epoch is kept (default per method: {epochs_help()})."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per process."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
@@ -285,7 +287,9 @@ class EpochSeededSampler(torch.utils.data.Sampler):
 class FtTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        lengths = [len(ids) for ids in dataset["input_ids"]]
+        # cached head features (headcache.py) are one vector per example: every length is 1
+        lengths = ([len(ids) for ids in dataset["input_ids"]] if "input_ids" in dataset.column_names
+                   else [1] * len(dataset))
         return EpochSeededSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
                                   self.args.seed, lambda: int((self.state.epoch or 0) + 1e-6),
                                   self.args.group_by_length)
@@ -305,9 +309,35 @@ def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
             raise ValueError("--early_stopping_patience needs a validation split and evaluation (this set has no "
                              "validation split: add --validation_from_train 0.1)")
         callbacks.append(EarlyStoppingCallback(early_stopping_patience))
+    on_features = "input_ids" not in tokenized["train"].column_names  # headcache.feature_splits
     return FtTrainer(model=model, args=training_args, train_dataset=tokenized["train"], eval_dataset=eval_dataset,
-                   processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
-                   compute_metrics=compute_metrics, callbacks=callbacks)
+                     processing_class=tokenizer,
+                     data_collator=default_data_collator if on_features else DataCollatorWithPadding(tokenizer),
+                     compute_metrics=compute_metrics, callbacks=callbacks)
+
+
+def head_on_features(model, tokenizer, tokenized, method: BoundMethod, targs: TrainingArguments):
+    """(what Trainer trains, what it reads): for head-only on a supported architecture the model's head
+    and the frozen body's features computed once (headcache.py); else the model and the token ids."""
+    if method.name != "head" or not method.args.head_cache_features:
+        return model, tokenized
+    if not headcache.supports(model):
+        logger.info("head: no cached-feature path for model type %r: the body runs at every step",
+                    model.config.model_type)
+        method.args.head_cache_features = False
+        return model, tokenized
+    features = headcache.feature_splits(model.to(targs.device), tokenized, tokenizer,
+                                        targs.per_device_eval_batch_size, targs.bf16)
+    return headcache.FeatureHead(model), features
+
+
+def save_final_model(trainer: Trainer, tokenizer) -> None:
+    """The whole model to output_dir (a FeatureHead trained only the head: save the model it belongs to)."""
+    if not isinstance(trainer.model, headcache.FeatureHead):
+        trainer.save_model()
+    elif trainer.is_world_process_zero():
+        trainer.model.model.save_pretrained(trainer.args.output_dir)
+        tokenizer.save_pretrained(trainer.args.output_dir)
 
 
 # ---------------------------------------------------------------- run plumbing
@@ -322,6 +352,8 @@ def finalize_training_args(targs: FtTrainingArguments, model_args: ModelArgument
         targs.logging_dir = os.path.join(targs.output_dir, "logs")
     if targs.learning_rate is None:
         targs.learning_rate = method.learning_rate
+    if targs.num_train_epochs is None:
+        targs.num_train_epochs = method.epochs
     for key, value in method.training_overrides.items():
         setattr(targs, key, value)
     if not has_validation and targs.eval_strategy != IntervalStrategy.NO:
@@ -432,7 +464,8 @@ def token_stats(ctx: RunContext) -> Dict[str, float]:
 def build_run_record(ctx: RunContext, metrics: dict) -> dict:
     """run.json of a train.py run (record.build_record: schema, versions, device, time stamp)."""
     model_args, data_args, method_args, run_args, targs = ctx.args
-    trainable, total = count_parameters(ctx.trainer.model)
+    model = ctx.trainer.model
+    trainable, total = count_parameters(model.model if isinstance(model, headcache.FeatureHead) else model)
     tokens = token_stats(ctx)
     samples_per_second = float(ctx.train_output.metrics.get("train_samples_per_second", 0.0))
     return build_record(
@@ -490,11 +523,12 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)
     tokenized = tokenize_data(data, tokenizer, data_args.max_length, data_args.pad_to_max_length)
-    trainer = build_trainer(model, tokenizer, tokenized, targs, run_args.early_stopping_patience)
+    trained, inputs = head_on_features(model, tokenizer, tokenized, method, targs)
+    trainer = build_trainer(trained, tokenizer, inputs, targs, run_args.early_stopping_patience)
     train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
-    trainer.save_model()
-    metrics = evaluate_splits(trainer, tokenized, data, targs, run_args.score_test)
+    save_final_model(trainer, tokenizer)
+    metrics = evaluate_splits(trainer, inputs, data, targs, run_args.score_test)
     ctx = RunContext(args, method, resolve_model_name(model_args.model_name_or_path), tokenized, trainer,
                      train_output, memory)
     record = build_run_record(ctx, metrics)

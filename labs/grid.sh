@@ -15,8 +15,9 @@ PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the cur
 
 [[ -v TRAIN_FLAGS ]] || TRAIN_FLAGS=()
 [[ -v SVM_FLAGS ]] || SVM_FLAGS=()
+# EPOCHS empty: each method's own default (methods.py's registry, the most epochs; validation picks one)
 TRAIN_FLAGS=(
-    --num_train_epochs "$EPOCHS"
+    ${EPOCHS:+--num_train_epochs "$EPOCHS"}
     --per_device_train_batch_size "$BATCH_SIZE"
     --max_length "$MAX_LENGTH"
     "${TRAIN_FLAGS[@]}"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import train
-from methods import get_method
+from methods import METHODS, bind_method, get_method
 from models import resolve_model_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,6 +172,19 @@ def test_training_defaults_resolve(monkeypatch):
     assert targs.learning_rate is None and targs.auto_output_dir
 
 
+@pytest.mark.parametrize("method", ["full", "head", "lora", "adapter"])
+def test_schedule_defaults_come_from_the_method_registry_and_flags_win(method):
+    model_args, data_args, method_args, _, targs = train.parse_args(["--method", method])
+    assert targs.num_train_epochs is None and targs.learning_rate is None
+    bound = bind_method(method_args)
+    train.finalize_training_args(targs, model_args, data_args, bound, has_validation=True)
+    assert (targs.num_train_epochs, targs.learning_rate) == (METHODS[method].epochs, METHODS[method].learning_rate)
+    model_args, data_args, method_args, _, targs = train.parse_args(
+        ["--method", method, "--num_train_epochs", "7", "--learning_rate", "3e-4"])
+    train.finalize_training_args(targs, model_args, data_args, bind_method(method_args), has_validation=True)
+    assert (targs.num_train_epochs, targs.learning_rate) == (7, 3e-4)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--method", "dora"], "error: unknown method 'dora'; valid: full, head, lora"),
     (["--dataset_name", "nosuchset"], "error: unknown dataset 'nosuchset'"),
@@ -250,7 +263,8 @@ def test_two_processes_write_one_record(tiny_models, tmp_path):
 def test_main_config_is_the_default_run():
     def settings(args):
         model_args, data_args, method_args, _, targs = args
-        keys = ("num_train_epochs", "per_device_train_batch_size", "eval_strategy", "save_strategy",
+        train.finalize_training_args(targs, model_args, data_args, bind_method(method_args), has_validation=True)
+        keys = ("num_train_epochs", "learning_rate", "per_device_train_batch_size", "eval_strategy", "save_strategy",
                 "load_best_model_at_end", "metric_for_best_model", "group_by_length", "seed", "warmup_ratio")
         return (model_args.model_name_or_path, data_args.dataset_name, data_args.max_length, method_args,
                 [getattr(targs, k) for k in keys])
@@ -258,6 +272,7 @@ def test_main_config_is_the_default_run():
     from_file = train.parse_args([os.path.join(ROOT, "configs", "main.yaml")])
     assert settings(from_file) == settings(train.parse_args([]))
     assert from_file[-1].learning_rate == get_method("lora").learning_rate
+    assert from_file[-1].num_train_epochs == get_method("lora").epochs
 
 
 def test_early_stopping_stops_when_validation_stops_improving(tiny_models, tmp_path, capsys):
