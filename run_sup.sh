@@ -16,10 +16,15 @@ DATASETS="${DATASETS:-restaurant_sup acl_sup agnews_sup}"
 METHODS="${METHODS:-full}"
 SEEDS="${SEEDS:-1 2 3}"
 OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/sup}"
-EPOCHS="${EPOCHS:-3}"
-BATCH_SIZE="${BATCH_SIZE:-16}"
+EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (methods.py registry)
+PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better validation score
+BATCH_SIZE="${BATCH_SIZE:-32}"
 MAX_LENGTH="${MAX_LENGTH:-128}"
 # Also EXTRA_ARGS, SVM_ARGS, REPORT_ARGS and PYTHON: see labs/grid.sh.
+
+TRAIN_FLAGS=(
+    --early_stopping_patience "$PATIENCE"
+)
 
 # shellcheck source=labs/grid.sh
 source "$ROOT/labs/grid.sh"

@@ -1,7 +1,8 @@
 # Shared by run_sup.sh, run_peft.sh and labs/*.sh (source it, do not run it): one seeded run of
 # train.py (or baseline.py for method "svm"), skipped when its run.json exists, and the report.
 #
-# Expects from the script: ROOT (the repository), SEEDS, OUTPUT_ROOT, EPOCHS, BATCH_SIZE, MAX_LENGTH;
+# Expects from the script: ROOT (the repository), SEEDS, OUTPUT_ROOT, EPOCHS (empty: per method), BATCH_SIZE,
+# MAX_LENGTH;
 # optional arrays TRAIN_FLAGS / SVM_FLAGS with the script's own flags for every train.py /
 # baseline.py run. Reads from the environment (all scripts):
 EXTRA_ARGS="${EXTRA_ARGS:-}"     # more train.py flags, e.g. "--max_steps 4 --learning_rate 1e-4"

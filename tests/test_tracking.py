@@ -135,7 +135,7 @@ def test_names_and_summary_figures(monkeypatch):
 FAKE_PYTHON = """import json, os, sys
 script, argv = sys.argv[1], sys.argv[2:]
 row = {"script": script, "out": argv[argv.index("--output_dir") + 1] if "--output_dir" in argv else None}
-row.update({k: os.environ.get(k) for k in ("WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_NAME")})
+row.update({k: os.environ.get(k) for k in ("WANDB_RUN_GROUP", "WANDB_JOB_TYPE", "WANDB_NAME")}, argv=argv)
 with open(os.environ["CALLS"], "a") as f:
     f.write(json.dumps(row) + "\\n")
 """
@@ -166,3 +166,17 @@ def test_grid_runs_share_one_group_with_readable_names(tmp_path):
     assert {r["WANDB_NAME"] for r in runs} >= {"restaurant_sup/tiny/head/seed1", "restaurant_sup/base/lora/seed2"}
     assert {r["WANDB_RUN_GROUP"] for r in grid_calls(tmp_path / "a", GRID_NAME="ablation")} == {"ablation"}
     assert {r["WANDB_RUN_GROUP"] for r in grid_calls(tmp_path / "b", WANDB_RUN_GROUP="mine")} == {"mine"}
+
+
+def test_grid_schedule_is_the_methods_with_early_stopping(tmp_path):
+    """EPOCHS unset: no --num_train_epochs (each method's registry default); patience 3; EPOCHS=5 is passed."""
+    for run in grid_calls(tmp_path):
+        argv = run["argv"]
+        assert "--num_train_epochs" not in argv
+        assert argv[argv.index("--early_stopping_patience") + 1] == "3"
+        assert argv[argv.index("--per_device_train_batch_size") + 1] == "32"
+    for run in grid_calls(tmp_path / "set", EPOCHS="5", PATIENCE="2"):
+        argv = run["argv"]
+        assert argv[argv.index("--num_train_epochs") + 1] == "5"
+        assert argv[argv.index("--early_stopping_patience") + 1] == "2"
+
