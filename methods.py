@@ -294,13 +294,19 @@ class Method:
     epochs: float = 3.0  # default --num_train_epochs: the most epochs; validation picks the best one
 
 
+# Schedules (learning rate, most epochs; validation picks the best epoch, run_sup.sh stops after 3
+# epochs without improvement): chosen on validation with the embedded MiniLM, see README "Schedules".
+# head: a sweep on cached features (lr 1e-3 / 3e-3 / 1e-2 x 40 epochs) on acl_sup and restaurant_sup;
+# lora: search.py on restaurant_sup (results/search/restaurant_sup_lora); adapter and lora_scratch take
+# lora's; full: Gururangan et al. 2020's longer schedule with early stopping.
 METHODS: Dict[str, Method] = {m.name: m for m in [
-    Method("full", apply_full, 5e-5, "every parameter trains"),
-    Method("head", apply_head, 1e-3, "only the classification head trains", _head_settings),
-    Method("lora", apply_lora, 5e-4, "peft LoRA on the target modules, head trains", _lora_settings),
-    Method("lora_scratch", apply_lora_scratch, 5e-4, "our LoRALinear on the target modules, head trains",
-           _lora_settings, memory_as="lora"),
-    Method("adapter", apply_adapter, 5e-4, "bottleneck adapters (adapters library), head trains", _adapter_settings),
+    Method("full", apply_full, 5e-5, "every parameter trains", epochs=10),
+    Method("head", apply_head, 1e-2, "only the classification head trains", _head_settings, epochs=20),
+    Method("lora", apply_lora, 6e-4, "peft LoRA on the target modules, head trains", _lora_settings, epochs=7),
+    Method("lora_scratch", apply_lora_scratch, 6e-4, "our LoRALinear on the target modules, head trains",
+           _lora_settings, memory_as="lora", epochs=7),
+    Method("adapter", apply_adapter, 6e-4, "bottleneck adapters (adapters library), head trains", _adapter_settings,
+           epochs=7),
     Method("qlora", apply_qlora, 2e-4, "4-bit NF4 base + peft LoRA, paged 8-bit AdamW (CUDA)", _lora_settings,
            load_kwargs=qlora_load_kwargs, check=check_cuda, training_overrides={"optim": "paged_adamw_8bit"}),
 ]}

@@ -8,6 +8,7 @@ from huggingface_hub import ModelCard
 import modelcard
 import predict
 import train
+from methods import get_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -47,7 +48,9 @@ def test_run_card_holds_what_the_weights_are(run_dir):
     assert "- labels (3): negative, neutral, positive" in text
     assert "lora_r 8, lora_alpha 16, lora_dropout 0.1" in text
     assert f"- trainable parameters: {record['params']['trainable']:,} of {record['params']['total']:,}" in text
-    assert "| learning_rate | 0.0005 |" in text and "| max_steps | 3 |" in text
+    lr = record["config"]["learning_rate"]  # lora's default (methods.py), as the card must show it
+    assert lr == get_method("lora").learning_rate
+    assert f"| learning_rate | {lr:g} |" in text and "| max_steps | 3 |" in text
     assert f"| test | {record['metrics']['test']['accuracy']:.4f} |" in text
     assert f"transformers {record['versions']['transformers']}" in text and "- machine: cpu" in text
     assert "Input format: `TERM [SEP] SENTENCE`" in text

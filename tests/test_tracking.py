@@ -10,6 +10,7 @@ import pytest
 
 import tracking
 import train
+from methods import METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -60,7 +61,8 @@ def test_offline_record_of_a_tiny_run(tiny_models, offline_wandb, monkeypatch):
     assert run.run["project"] == "ftlab-test" and run.run["job_type"] == "rotten_tomatoes/bert/lora"
     assert run.exit_code == 0
     # config: the Trainer's arguments and train.py's own (data, method)
-    assert run.config["learning_rate"] == 5e-4 and run.config["dataset_name"] == "rotten_tomatoes"
+    assert run.config["learning_rate"] == METHODS["lora"].learning_rate  # the method's default
+    assert run.config["dataset_name"] == "rotten_tomatoes"
     assert run.config["lora_r"] == 8 and run.config["method"] == "lora"
     # per-step loss and learning rate: the Trainer's log history, step for step (80 / 16 = 5 steps x 2 epochs)
     with open(out / "checkpoint-10" / "trainer_state.json") as f:
@@ -69,7 +71,7 @@ def test_offline_record_of_a_tiny_run(tiny_models, offline_wandb, monkeypatch):
     assert len(losses) == 10 and losses == [h["loss"] for h in history if "loss" in h]
     assert all(math.isfinite(x) for x in losses)
     rates = run.series("train/learning_rate")
-    assert len(rates) == 10 and max(rates) == pytest.approx(5e-4) and rates[-1] < max(rates)
+    assert len(rates) == 10 and max(rates) == pytest.approx(METHODS["lora"].learning_rate) and rates[-1] < max(rates)
     # per-epoch validation metrics, then the final test metrics and run.json's figures
     epochs = [row["train/epoch"] for row in run.history if "eval/accuracy" in row]
     assert epochs[:2] == [1.0, 2.0]
