@@ -232,6 +232,7 @@ class Column:
     fmt: Callable[[float], str]
     spread: bool = True  # show "± std" (False for what is constant across seeds)
     scale: float = 1.0
+    median: bool = False  # the median over seeds instead of the mean (the LoRA paper's statistic)
 
 
 def _metric_fmt(x: float) -> str:
@@ -246,6 +247,11 @@ def columns_for(groups: Sequence[Group]) -> list[Column]:
             path = f"metrics.{split}.{metric}"
             if any(g.values(path) for g in groups):
                 cols.append(Column(f"{split}_{metric}", f"{split} {metric}", path, _metric_fmt))
+    for metric in ("accuracy", "macro_f1"):  # medians of the headline test metrics
+        path = f"metrics.test.{metric}"
+        if any(g.values(path) for g in groups):
+            cols.append(Column(f"test_{metric}_median", f"test {metric} median", path, _metric_fmt, spread=False,
+                               median=True))
     cols += [
         Column("trainable_params", "trainable params", "params.trainable", lambda x: f"{x:,.0f}", spread=False),
         Column("trainable_pct", "trainable %", "params.trainable_pct_computed", lambda x: f"{x:.3g}%", spread=False),
@@ -262,6 +268,9 @@ def column_stat(group: Group, col: Column) -> Stat:
         vals = [100.0 * r.get("params.trainable") / r.get("params.total") for r in group.runs
                 if isinstance(r.get("params.trainable"), (int, float)) and r.get("params.total")]
         return Stat.of(vals)
+    if col.median:
+        vals = group.values(col.path)
+        return Stat(statistics.median(vals) * col.scale if vals else math.nan, math.nan, len(vals))
     s = group.stat(col.path)
     return Stat(s.mean * col.scale, s.std * col.scale, s.n)
 

@@ -91,6 +91,10 @@ def test_mean_and_sample_std_match_hand_arithmetic(grid, tmp_path):
     md = (tmp_path / "out" / "table.md").read_text()
     assert "| 0.8300 ± 0.0361 |" in md
     assert "lora_alpha=16, lora_r=8" in md
+    # medians: 0.80 / 0.82 / 0.87 -> 0.82 (the mean is 0.83); macro-F1 0.70 / 0.72 / 0.77 -> 0.72
+    assert float(row["test_accuracy_median_mean"]) == pytest.approx(0.82)
+    assert float(row["test_macro_f1_median_mean"]) == pytest.approx(0.72)
+    assert "| test accuracy median | test macro_f1 median |" in md and "| 0.8200 | 0.7200 |" in md
 
 
 def test_datasets_never_share_a_row(grid, tmp_path):
