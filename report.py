@@ -196,7 +196,10 @@ def consistency_notes(group: Group) -> list[str]:
     """Say where the runs of one group disagree on what should be constant, or repeat a seed."""
     where = f"{group.dataset} / {model_label(group.model)} / {group.label}"
     notes = []
+    early_stopped = any(r.get("config.early_stopping_patience") for r in group.runs)
     for dotted in CONSTANT_FIELDS:
+        if dotted == "training.steps" and early_stopped:
+            continue  # early stopping ends each seed at its own step: not a sign of a different setup
         seen = {json.dumps(r.get(dotted), sort_keys=True) for r in group.runs if r.get(dotted) is not None}
         if len(seen) > 1:
             notes.append(f"{where}: runs disagree on {dotted} ({', '.join(sorted(seen))}); they may not be comparable")

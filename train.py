@@ -317,18 +317,19 @@ def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
 
 
 def head_on_features(model, tokenizer, tokenized, method: BoundMethod, targs: TrainingArguments):
-    """(what Trainer trains, what it reads): for head-only on a supported architecture the model's head
-    and the frozen body's features computed once (headcache.py); else the model and the token ids."""
+    """(what Trainer trains, what it reads, seconds of the body per split): for head-only on a supported
+    architecture the model's head and the frozen body's features computed once (headcache.py); else the
+    model and the token ids."""
     if method.name != "head" or not method.args.head_cache_features:
-        return model, tokenized
+        return model, tokenized, {}
     if not headcache.supports(model):
         logger.info("head: no cached-feature path for model type %r: the body runs at every step",
                     model.config.model_type)
         method.args.head_cache_features = False
-        return model, tokenized
-    features = headcache.feature_splits(model.to(targs.device), tokenized, tokenizer,
-                                        targs.per_device_eval_batch_size, targs.bf16)
-    return headcache.FeatureHead(model), features
+        return model, tokenized, {}
+    features, seconds = headcache.feature_splits(model.to(targs.device), tokenized, tokenizer,
+                                                 targs.per_device_eval_batch_size, targs.bf16)
+    return headcache.FeatureHead(model), features, seconds
 
 
 def save_final_model(trainer: Trainer, tokenizer) -> None:
@@ -449,6 +450,7 @@ class RunContext:
     trainer: Trainer
     train_output: Any  # TrainOutput of trainer.train
     memory: PeakMemory
+    feature_seconds: Dict[str, float] = field(default_factory=dict)  # head on cached features: body per split
 
 
 def token_stats(ctx: RunContext) -> Dict[str, float]:
@@ -468,6 +470,13 @@ def build_run_record(ctx: RunContext, metrics: dict) -> dict:
     trainable, total = count_parameters(model.model if isinstance(model, headcache.FeatureHead) else model)
     tokens = token_stats(ctx)
     samples_per_second = float(ctx.train_output.metrics.get("train_samples_per_second", 0.0))
+    # cached head features: the body's pass over train is training cost (validation/test: evaluation)
+    train_seconds = float(ctx.train_output.metrics.get("train_runtime", 0.0)) + ctx.feature_seconds.get("train", 0.0)
+    extra_time = {}
+    if ctx.feature_seconds:  # the loop alone runs at thousands of samples/s: count the body's pass too
+        extra_time = {"feature_seconds": ctx.feature_seconds}
+        samples = len(ctx.tokenized["train"]) * float(ctx.trainer.state.epoch or 0.0)
+        samples_per_second = samples / train_seconds if train_seconds > 0 else 0.0
     return build_record(
         config={**asdict(model_args), **asdict(data_args), **asdict(method_args), **asdict(run_args),
                 **targs.to_dict()},
@@ -475,9 +484,8 @@ def build_run_record(ctx: RunContext, metrics: dict) -> dict:
         dataset=data_args.dataset_name, settings=ctx.method.settings(), metrics=metrics,
         params={"trainable": trainable, "total": total},
         # tokens/s = samples/s x mean non-pad tokens per training example (after truncation)
-        time={"train_seconds": float(ctx.train_output.metrics.get("train_runtime", 0.0)),
-              "samples_per_second": samples_per_second,
-              "tokens_per_second": samples_per_second * tokens["mean_tokens"]},
+        time={"train_seconds": train_seconds, "samples_per_second": samples_per_second,
+              "tokens_per_second": samples_per_second * tokens["mean_tokens"], **extra_time},
         memory=ctx.memory.result(),
         data={"train_samples": len(ctx.tokenized["train"]), "num_labels": ctx.trainer.model.config.num_labels,
               "max_length": data_args.max_length, **tokens,
@@ -523,14 +531,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)
     tokenized = tokenize_data(data, tokenizer, data_args.max_length, data_args.pad_to_max_length)
-    trained, inputs = head_on_features(model, tokenizer, tokenized, method, targs)
+    trained, inputs, feature_seconds = head_on_features(model, tokenizer, tokenized, method, targs)
     trainer = build_trainer(trained, tokenizer, inputs, targs, run_args.early_stopping_patience)
     train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
     save_final_model(trainer, tokenizer)
     metrics = evaluate_splits(trainer, inputs, data, targs, run_args.score_test)
     ctx = RunContext(args, method, resolve_model_name(model_args.model_name_or_path), tokenized, trainer,
-                     train_output, memory)
+                     train_output, memory, feature_seconds)
     record = build_run_record(ctx, metrics)
     if trainer.is_world_process_zero():
         write_record(targs.output_dir, record)

@@ -74,6 +74,11 @@ def test_head_run_on_cached_features_saves_the_whole_model(tiny_models, tmp_path
     assert record["settings"] == {"cache_features": True}
     assert record["training"]["epochs"] == 3.0 and record["training"]["steps"] == 45  # 120 rows / batch 8 x 3
     assert record["params"]["total"] > 10 * record["params"]["trainable"] > 0
+    # the body's pass over train counts as training time; samples/s over that whole time
+    feature_seconds = record["time"]["feature_seconds"]
+    assert set(feature_seconds) == {"train", "validation", "test"} and feature_seconds["train"] > 0
+    assert record["time"]["train_seconds"] > feature_seconds["train"]
+    assert record["time"]["samples_per_second"] == pytest.approx(120 * 3 / record["time"]["train_seconds"])
     # the saved folder is the whole model, reloadable, and it scores validation as the run did
     reloaded = AutoModelForSequenceClassification.from_pretrained(str(out)).eval()
     original = AutoModelForSequenceClassification.from_pretrained(tiny_models("bert"), num_labels=5)

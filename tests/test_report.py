@@ -148,6 +148,18 @@ def test_inconsistent_group_and_duplicate_seed_are_noted(tmp_path):
     assert "## Notes" in rep.markdown
 
 
+def test_different_steps_are_noted_unless_early_stopping_ended_them(tmp_path):
+    make_run(tmp_path / "fixed", "a/seed1", acc=0.8, seed=1, training__steps=100)
+    make_run(tmp_path / "fixed", "a/seed2", acc=0.8, seed=2, training__steps=90)
+    rep = report.build_report([str(tmp_path / "fixed")], str(tmp_path / "out"), plots=False)
+    assert "runs disagree on training.steps (100, 90)" in "\n".join(rep.notes)
+    for seed, steps in ((1, 100), (2, 90)):
+        make_run(tmp_path / "es", f"a/seed{seed}", acc=0.8, seed=seed, training__steps=steps,
+                 config__early_stopping_patience=3)
+    rep = report.build_report([str(tmp_path / "es")], str(tmp_path / "out2"), plots=False)
+    assert not rep.notes
+
+
 def test_validation_columns_appear_only_when_present(tmp_path):
     make_run(tmp_path / "a", "x/seed1", acc=0.8, seed=1)
     rep = report.build_report([str(tmp_path / "a")], plots=False)

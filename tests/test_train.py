@@ -65,7 +65,7 @@ def test_main_writes_run_record(tiny_models, tmp_path, capsys):
         ("lora", "rotten_tomatoes", 42, 1)
     assert record["settings"] == {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
                                   "lora_target_modules": "default"}
-    assert record["config"]["learning_rate"] == 5e-4  # the lora default
+    assert record["config"]["learning_rate"] == get_method("lora").learning_rate  # the lora default
     # LoRA r=8 on query/value (32x32) in 2 layers + classifier 32x2+2
     assert record["params"]["trainable"] == 4 * 2 * 8 * 32 + 66
     assert set(record["metrics"]) == {"validation", "test"}
