@@ -323,7 +323,7 @@ def learning_rate_help() -> str:
 
 
 def epochs_help() -> str:
-    """'full 3, head 10, ...': the per-method default (maximum) epochs."""
+    """'full 10, head 20, ...': the per-method default (maximum) epochs."""
     return ", ".join(f"{m.name} {m.epochs:g}" for m in METHODS.values())
 
 
