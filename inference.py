@@ -70,6 +70,9 @@ class InferenceArguments:
         "help": "a PEFT/LoRA adapter folder to load on top of the model (an unmerged LLaMA-Factory LoRA output)"})
     system: Optional[str] = field(default=None, metadata={
         "help": "system message; default: the chat template's own default (if any)"})
+    template: Optional[str] = field(default=None, metadata={
+        "help": "a LLaMA-Factory template name (smollm2, qwen, llama3, ...): the prompt ids the LLaMA-Factory "
+                "run was trained on; default: the tokenizer's chat template"})
 
 
 def load_records(dataset: str, split: str, data_dir: Optional[str] = None) -> List[Dict[str, str]]:
@@ -141,6 +144,12 @@ def run(args: InferenceArguments) -> Tuple[str, str, str]:
         raise ValueError(f"--max_new_tokens {args.max_new_tokens}: give a positive number")
     record = load_sample(args.dataset, args.split, args.sid, args.data_dir)
     model, tokenizer = load_model(args.model_name_or_path, args.adapter_name_or_path)
+    if args.template:  # LLaMA-Factory's ids, and its stop list, exactly as `predict --template` uses them
+        (ids,) = encode_prompts(tokenizer, [record], args.system, llamafactory_template(tokenizer, args.template))
+        gen_kwargs = dict(max_new_tokens=args.max_new_tokens, do_sample=False, num_beams=1,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer))
+        answer = generate_batch(model, tokenizer, [ids], gen_kwargs)[0]
+        return tokenizer.decode(ids, skip_special_tokens=False), answer, record["output"]
     prompt = render_prompt(tokenizer, build_messages(record, args.system))
     return prompt, generate_answer(model, tokenizer, prompt, args.max_new_tokens), record["output"]
 

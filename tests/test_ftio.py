@@ -4,6 +4,7 @@ import stat
 
 import pytest
 
+import ftio
 from ftio import write_atomic, write_json_atomic
 
 
@@ -28,3 +29,9 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path):
         write_atomic(path, 123)  # neither str nor bytes: fails inside the temp-file write
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_read_jsonl_skips_a_byte_order_mark_and_blank_lines(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "caf\xc3\xa9"}\n\n{"text": "b"}\n')
+    assert list(ftio.read_jsonl(str(path))) == [(1, {"text": "caf\u00e9"}), (3, {"text": "b"})]

@@ -189,6 +189,22 @@ def test_predict_from_an_exported_file_with_llamafactory_template(tiny_models, t
     assert tok.convert_tokens_to_ids("<|im_end|>") in inference.stop_token_ids(tok)
 
 
+def test_sid_with_llamafactory_template_shows_the_trained_prompt(tiny_models, capsys):
+    model_dir = tiny_models("qwen2", causal=True)
+    assert inference.main(["--model_name_or_path", model_dir, "--dataset", "tatqa", "--sid", "1", "--data_dir",
+                           FIXTURES, "--max_new_tokens", "4", "--template", "smollm2"]) == 0
+    out = capsys.readouterr().out
+    model, tok = inference.load_model(model_dir)
+    record = inference.load_sample("tatqa", "test", 1, FIXTURES)
+    (ids,) = inference.encode_prompts(tok, [record], template=inference.llamafactory_template(tok, "smollm2"))
+    assert out.startswith(f"=== prompt (tatqa test #1) ===\n{tok.decode(ids)}\n=== answer")
+    assert "trained by Hugging Face.<|im_end|>" in out  # LLaMA-Factory's system text, not the tokenizer's
+    kwargs = dict(max_new_tokens=4, do_sample=False, num_beams=1, pad_token_id=tok.pad_token_id,
+                  eos_token_id=inference.stop_token_ids(tok))
+    (answer,) = inference.generate_batch(model, tok, [ids], kwargs)
+    assert f"=== answer ({model_dir}) ===\n{answer}\n=== reference ===\n{record['output']}" in out
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], r"--output_dir is required"),
     (["--output_dir", "OUT", "--batch_size", "0"], r"--batch_size 0: give a positive number"),

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Lab: SAMSum summaries with the embedded SmolLM2-135M-Instruct, base vs LoRA SFT (the course's LLM
+# part on a CPU). LLaMA-Factory trains LoRA (llamafactory_yaml/smollm2_lora_sft_samsum.yaml: 1,600
+# dialogues, 200 steps) and merges it; inference.py predict answers every SAMSum test dialogue (819)
+# with the base and the merged model (batched, greedy, the smollm2 template's prompt ids); eval.py
+# scores BLEU-4, ROUGE-L, ROUGE-Lsum and BERTScore (embedded MiniLM scorer). Then the first SPEED_N
+# dialogues are generated again one at a time: dialogues/min of both, and how many outputs differ.
+#
+#   DATA_DIR=../shared/data labs/samsum_smollm2.sh
+#   SKIP_TRAIN=1 labs/samsum_smollm2.sh               # predict and score an existing merged model
+#   uv run labs/llm_table.py samsum results/smollm2_samsum
+#
+# Writes OUT/lora_train.log, _train_time.txt, _train_results.json, _trainer_state.json,
+# OUT/{base,lora}/{generated_predictions.jsonl,predict_results.json,metrics.json},
+# OUT/speed/batch{1,$BATCH_SIZE}/ and OUT/speed/same.json, OUT/table.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DATA_DIR="${DATA_DIR:-../shared/data}"
+OUT="${OUT:-results/smollm2_samsum}"
+SAVES="${SAVES:-saves/smollm2}"
+N_TEST="${N_TEST:-819}"              # SAMSum test has 819 dialogues
+BATCH_SIZE="${BATCH_SIZE:-32}"       # prompts per generate() call (sorted by length)
+MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-64}"
+SPEED_N="${SPEED_N:-64}"             # dialogues for the one-at-a-time vs batched comparison (0: skip)
+SKIP_TRAIN="${SKIP_TRAIN:-0}"
+PYTHON="${PYTHON:-uv run}"
+MERGED="$SAVES/lora/merged_samsum"
+export DATA_DIR
+
+predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size
+    $PYTHON inference.py predict \
+        --model_name_or_path "$2" \
+        --dataset_file lf_data/samsum_test.json \
+        --template smollm2 \
+        --max_samples "$3" \
+        --max_new_tokens "$MAX_NEW_TOKENS" \
+        --batch_size "$4" \
+        --output_dir "$1"
+}
+
+mkdir -p "$OUT"
+$PYTHON models.py prepare smollm2
+$PYTHON dataHelper.py export samsum --out lf_data
+if [ "$SKIP_TRAIN" != 1 ]; then
+    /usr/bin/time -v -o "$OUT/lora_train_time.txt" \
+        $PYTHON llamafactory-cli train llamafactory_yaml/smollm2_lora_sft_samsum.yaml > "$OUT/lora_train.log" 2>&1
+    cp "$SAVES/lora/sft_samsum/train_results.json" "$OUT/lora_train_results.json"
+    cp "$SAVES/lora/sft_samsum/trainer_state.json" "$OUT/lora_trainer_state.json"
+    $PYTHON llamafactory-cli export llamafactory_yaml/smollm2_lora_sft_samsum_merge.yaml
+fi
+for model in base lora; do
+    path="$MERGED"
+    [ "$model" = base ] && path=smollm2
+    predict "$OUT/$model" "$path" "$N_TEST" "$BATCH_SIZE"
+    $PYTHON eval.py "$OUT/$model/generated_predictions.jsonl" --bertscore_model minilm
+done
+if [ "$SPEED_N" -gt 0 ]; then
+    for batch in 1 "$BATCH_SIZE"; do
+        predict "$OUT/speed/batch$batch" "$MERGED" "$SPEED_N" "$batch"
+    done
+    $PYTHON labs/llm_table.py same "$OUT/speed/batch1/generated_predictions.jsonl" \
+        "$OUT/speed/batch$BATCH_SIZE/generated_predictions.jsonl" > "$OUT/speed/same.json"
+    cat "$OUT/speed/same.json"
+fi
+$PYTHON labs/llm_table.py samsum "$OUT"

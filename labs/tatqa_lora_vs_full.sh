@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Lab: TAT-QA, LoRA vs full fine-tuning on the embedded SmolLM2-135M-Instruct (the course's Llama-3-8B
+# study, CPU-sized). LLaMA-Factory trains both on the same 128 TAT-QA dev questions, same order, batch
+# and steps (llamafactory_yaml/smollm2_{lora,full}_sft_tatqa.yaml); the base, LoRA and full models
+# then answer the first N_TEST test_gold questions (inference.py predict: batched, greedy, the
+# smollm2 template's prompt ids) and eval.py scores them (TAT-QA exact match / numeracy-aware F1
+# against the raw gold file). Peak RSS of each training process comes from GNU time.
+#
+#   DATA_DIR=../shared/data labs/tatqa_lora_vs_full.sh
+#   uv run labs/llm_table.py tatqa results/smollm2_tatqa      # the table again, from the files
+#
+# Writes OUT/<method>_train.log, _train_time.txt, _train_results.json, _trainer_state.json,
+# OUT/<model>/{generated_predictions.jsonl,predict_results.json,metrics.json}, OUT/sids.md, OUT/table.md.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DATA_DIR="${DATA_DIR:-../shared/data}"
+OUT="${OUT:-results/smollm2_tatqa}"
+SAVES="${SAVES:-saves/smollm2}"
+METHODS="${METHODS:-lora full}"
+N_TEST="${N_TEST:-300}"              # first N test_gold questions (file order)
+BATCH_SIZE="${BATCH_SIZE:-8}"        # prompts per generate() call
+MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-32}"
+SIDS="${SIDS:-0 1 2}"                # questions shown side by side (inference.py --sid)
+PYTHON="${PYTHON:-uv run}"
+GOLD="$DATA_DIR/tatqa/tatqa_dataset_test_gold.json"
+export DATA_DIR
+
+train() {  # $1: lora | full
+    /usr/bin/time -v -o "$OUT/$1_train_time.txt" \
+        $PYTHON llamafactory-cli train "llamafactory_yaml/smollm2_$1_sft_tatqa.yaml" > "$OUT/$1_train.log" 2>&1
+    cp "$SAVES/$1/sft_tatqa/train_results.json" "$OUT/$1_train_results.json"
+    cp "$SAVES/$1/sft_tatqa/trainer_state.json" "$OUT/$1_trainer_state.json"
+}
+
+model_flags() {  # $1: base | lora | full -> inference.py flags for that model
+    case "$1" in
+        base) echo "--model_name_or_path smollm2" ;;
+        lora) echo "--model_name_or_path smollm2 --adapter_name_or_path $SAVES/lora/sft_tatqa" ;;
+        full) echo "--model_name_or_path $SAVES/full/sft_tatqa" ;;
+    esac
+}
+
+predict() {  # $1: base | lora | full
+    # shellcheck disable=SC2046
+    $PYTHON inference.py predict $(model_flags "$1") \
+        --dataset_file lf_data/tatqa_test.json \
+        --template smollm2 \
+        --max_samples "$N_TEST" \
+        --max_new_tokens "$MAX_NEW_TOKENS" \
+        --batch_size "$BATCH_SIZE" \
+        --output_dir "$OUT/$1"
+    $PYTHON eval.py "$OUT/$1/generated_predictions.jsonl" \
+        --tatqa_gold "$GOLD" \
+        --no_bertscore
+}
+
+side_by_side() {  # the answers of every model to the questions SIDS, as inference.py prints them
+    for sid in $SIDS; do
+        echo "## test_gold question $sid"
+        for model in base $METHODS; do
+            echo "### $model"
+            echo '```'
+            # shellcheck disable=SC2046
+            $PYTHON inference.py $(model_flags "$model") --dataset tatqa --split test --sid "$sid" \
+                --max_new_tokens "$MAX_NEW_TOKENS" | sed -n '/^=== answer/,$p'
+            echo '```'
+        done
+    done
+}
+
+mkdir -p "$OUT"
+$PYTHON models.py prepare smollm2
+$PYTHON dataHelper.py export tatqa --out lf_data
+for method in $METHODS; do
+    train "$method"
+done
+for model in base $METHODS; do
+    predict "$model"
+done
+side_by_side > "$OUT/sids.md.tmp" && mv "$OUT/sids.md.tmp" "$OUT/sids.md"
+$PYTHON labs/llm_table.py tatqa "$OUT"
