@@ -21,8 +21,10 @@ Decoding is greedy, so a rerun prints the same answer.
 
 Prompts are left-padded (a pad on the right would sit between the prompt and the new tokens) with
 attention mask 0 on the pads; generate() derives each row's position ids from that mask (Llama,
-Qwen2), so a padded row sees the same positions as alone. Greedy by default, bf16 autocast where
-the GPU or the CPU (AVX512-BF16/AMX) supports it, the prompts sorted by length so a batch holds
+Qwen2), so a padded row sees the same positions as alone. Greedy by default, bf16 weights where
+the GPU or the CPU (AVX512-BF16/AMX) supports it (not autocast: it would cast every fp32 matrix at
+every new token), eager attention on a CPU (torch's CPU flash kernel is slow for one new token), the
+prompts sorted by length so a batch holds
 similar lengths (the file keeps the input order). `--template NAME` builds the prompt ids with
 LLaMA-Factory's own template (e.g. smollm2: its default system message ends with a period, the
 tokenizer's does not); by default the tokenizer's chat template is used. Generation stops at the
@@ -31,7 +33,7 @@ eos token or any additional special token (LLaMA-Factory's rule). No prompt is t
 holds the timing (generation only, model loading excluded).
 
 In fp32 a padded row's logits equal its one-at-a-time logits to ~1e-4, so greedy outputs match
-(tested on a tiny Qwen2). Under bf16 autocast the logits carry ~0.1-0.5 of rounding noise that
+(tested on a tiny Qwen2). In bf16 the logits carry ~0.1-0.5 of rounding noise that
 depends on the batch's shape, and exact or near ties flip: on 16 SAMSum dialogues SmolLM2 wrote 7
 summaries that part from their batch-1 twins after 12-62 shared tokens. Pass `--bf16 false` when
 outputs must not depend on the batch size.
@@ -113,7 +115,8 @@ def load_model(model_name_or_path: str, adapter: Optional[str] = None):
     if adapter:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
+        # Merged (W + BA, LoRA's own point: no extra latency): generation runs plain linears.
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
 
@@ -183,8 +186,11 @@ class PredictArguments:
                 "default: the tokenizer's chat template"})
     system: Optional[str] = field(default=None, metadata={"help": "system message; default: the template's own"})
     bf16: Optional[bool] = field(default=None, metadata={
-        "help": "bf16 autocast; default: on where the GPU or CPU (AVX512-BF16/AMX) supports it. "
+        "help": "bf16 weights; default: on where the GPU or CPU (AVX512-BF16/AMX) supports it. "
                 "Greedy outputs then may depend on the batch size (bf16 ties); false for exact repeats"})
+    attn_implementation: Optional[str] = field(default=None, metadata={
+        "help": "eager | sdpa; default: eager on CPU (torch's CPU flash kernel costs ~4 ms a call for one new "
+                "token), the model's own choice on a GPU"})
     sort_by_length: bool = field(default=True, metadata={
         "help": "batch prompts of similar length together (less padding); the output keeps the input order"})
 
@@ -324,6 +330,18 @@ def resolve_bf16(flag: Optional[bool]) -> bool:
     return bf16_supported() if flag is None else bool(flag)
 
 
+def prepare_for_generation(model, bf16: bool, attn_implementation: Optional[str] = None) -> str:
+    """Weights in bf16 when `bf16` (autocast would cast every fp32 matrix at every new token: 1.5x slower
+    at batch 32 on SmolLM2 here), and the attention kernel; returns the kernel's name."""
+    if bf16:
+        model.to(torch.bfloat16)
+    if attn_implementation is None and model.device.type == "cpu":
+        attn_implementation = "eager"  # batch 32 x 1 new token: bmm + softmax beat the CPU flash kernel
+    if attn_implementation:
+        model.set_attn_implementation(attn_implementation)
+    return model.config._attn_implementation
+
+
 def run_predict(args: PredictArguments) -> Dict[str, Any]:
     """Predict every selected record; write the jsonl and predict_results.json; return the results."""
     args.check()
@@ -332,17 +350,18 @@ def run_predict(args: PredictArguments) -> Dict[str, Any]:
     template = llamafactory_template(tokenizer, args.template) if args.template else None
     prompts = encode_prompts(tokenizer, records, args.system, template)
     bf16 = resolve_bf16(args.bf16)
+    attention = prepare_for_generation(model, bf16, args.attn_implementation)
     if args.do_sample:
         torch.manual_seed(args.seed)
     start = time.perf_counter()
-    preds = generate_all(model, tokenizer, prompts, generation_kwargs(tokenizer, args), args.batch_size, bf16,
-                         args.sort_by_length)
+    preds = generate_all(model, tokenizer, prompts, generation_kwargs(tokenizer, args), args.batch_size,
+                         sort_by_length=args.sort_by_length)
     seconds = time.perf_counter() - start
     path = os.path.join(args.output_dir, PREDICTIONS_FILE)
     write_predictions(path, tokenizer, prompts, preds, records)
     results = {"predictions": os.path.abspath(path), "n": len(records), "model": args.model_name_or_path,
                "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens, "do_sample": args.do_sample,
-               "bf16": bf16, "template": args.template or "tokenizer chat template",
+               "bf16": bf16, "attn_implementation": attention, "template": args.template or "tokenizer chat template",
                "predict_runtime": round(seconds, 3), "samples_per_minute": round(60 * len(records) / seconds, 2)}
     write_json_atomic(os.path.join(args.output_dir, "predict_results.json"), results)
     return results

@@ -64,7 +64,7 @@ side_by_side() {  # the answers of every model to the questions SIDS, as inferen
             echo '```'
             # shellcheck disable=SC2046
             $PYTHON inference.py $(model_flags "$model") --dataset tatqa --split test --sid "$sid" \
-                --max_new_tokens "$MAX_NEW_TOKENS" | sed -n '/^=== answer/,$p'
+                --template smollm2 --max_new_tokens "$MAX_NEW_TOKENS" | sed -n '/^=== answer/,$p'
             echo '```'
         done
     done

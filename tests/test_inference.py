@@ -131,6 +131,42 @@ def test_batched_greedy_equals_one_at_a_time(tiny_models, bf16):
     assert all(alone)
 
 
+def test_prepare_for_generation_bf16_weights_and_eager_attention_keep_batched_equal(tiny_models):
+    """predict's speed settings: bf16 weights (no per-token casts), eager attention on the CPU; a padded
+    row still answers as it does alone (the tiny model has no near-ties at these prompts)."""
+    model, tok = inference.load_model(tiny_models("qwen2", causal=True))
+    assert model.config._attn_implementation == "sdpa"
+    assert inference.prepare_for_generation(model, bf16=True) == "eager"
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    _, prompts = _fixture_prompts(tok)
+    kwargs = inference.generation_kwargs(tok, inference.PredictArguments(output_dir="x", max_new_tokens=6))
+    alone = [inference.generate_batch(model, tok, [p], kwargs)[0] for p in prompts]
+    assert inference.generate_all(model, tok, prompts, kwargs, batch_size=4) == alone
+    model32, _ = inference.load_model(tiny_models("qwen2", causal=True))
+    assert inference.prepare_for_generation(model32, bf16=False, attn_implementation="sdpa") == "sdpa"
+    assert {p.dtype for p in model32.parameters()} == {torch.float32}
+
+
+def test_adapter_is_merged_for_generation(tiny_models, tmp_path):
+    """--adapter_name_or_path: the LoRA is merged (plain linears at generation), with the unmerged logits."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base_dir = tiny_models("qwen2", causal=True)
+    torch.manual_seed(0)
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir),
+                          LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path / "adapter")
+    model, tok = inference.load_model(base_dir, str(tmp_path / "adapter"))
+    assert not isinstance(model, PeftModel) and not any("lora" in n for n, _ in model.named_parameters())
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        merged, unmerged = model(ids).logits, lora.eval()(ids).logits
+        plain = AutoModelForCausalLM.from_pretrained(base_dir)(ids).logits
+    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+    assert (merged - plain).abs().max() > 1e-3  # the adapter does change the model
+
+
 def test_padding_without_mask_changes_the_answers(tiny_models):
     """The control that makes the test above meaningful: pads that the model attends to do change
     the greedy answer, so equality there means the mask (and the positions derived from it) work."""
