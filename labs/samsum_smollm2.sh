@@ -4,7 +4,8 @@
 # dialogues, 200 steps) and merges it; inference.py predict answers every SAMSum test dialogue (819)
 # with the base and the merged model (batched, greedy, the smollm2 template's prompt ids); eval.py
 # scores BLEU-4, ROUGE-L, ROUGE-Lsum and BERTScore (embedded MiniLM scorer). Then the first SPEED_N
-# dialogues are generated again one at a time: dialogues/min of both, and how many outputs differ.
+# dialogues are generated again one at a time (one generate() call each) and with continuous batching:
+# dialogues/min of both, and how many outputs differ.
 #
 #   DATA_DIR=../shared/data labs/samsum_smollm2.sh
 #   SKIP_TRAIN=1 labs/samsum_smollm2.sh               # predict and score an existing merged model
@@ -29,15 +30,18 @@ PYTHON="${PYTHON:-uv run}"
 MERGED="$SAVES/lora/merged_samsum"
 export DATA_DIR
 
-predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size
+predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size, then more inference.py flags
+    local out=$1 model=$2 count=$3 batch=$4
+    shift 4
     $PYTHON inference.py predict \
-        --model_name_or_path "$2" \
+        --model_name_or_path "$model" \
         --dataset_file lf_data/samsum_test.json \
         --template smollm2 \
-        --max_samples "$3" \
+        --max_samples "$count" \
         --max_new_tokens "$MAX_NEW_TOKENS" \
-        --batch_size "$4" \
-        --output_dir "$1"
+        --batch_size "$batch" \
+        --output_dir "$out" \
+        "$@"
 }
 
 mkdir -p "$OUT"
@@ -57,9 +61,9 @@ for model in base lora; do
     $PYTHON eval.py "$OUT/$model/generated_predictions.jsonl" --bertscore_model minilm
 done
 if [ "$SPEED_N" -gt 0 ]; then
-    for batch in 1 "$BATCH_SIZE"; do
-        predict "$OUT/speed/batch$batch" "$MERGED" "$SPEED_N" "$batch"
-    done
+    # one generate() call per dialogue (the baseline), then continuous batching (predict's default)
+    predict "$OUT/speed/batch1" "$MERGED" "$SPEED_N" 1 --continuous_batching false
+    predict "$OUT/speed/batch$BATCH_SIZE" "$MERGED" "$SPEED_N" "$BATCH_SIZE"
     $PYTHON labs/llm_table.py same "$OUT/speed/batch1/generated_predictions.jsonl" \
         "$OUT/speed/batch$BATCH_SIZE/generated_predictions.jsonl" > "$OUT/speed/same.json"
     cat "$OUT/speed/same.json"

@@ -131,6 +131,32 @@ def test_batched_greedy_equals_one_at_a_time(tiny_models, bf16):
     assert all(alone)
 
 
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 8])
+def test_continuous_batching_equals_one_at_a_time(tiny_models, batch_size):
+    """Rows leave when they stop and new prompts join a running batch (caches of other lengths, left-padded):
+    in fp32 every answer is the one generate() gives the prompt alone. A token that the first prompt's
+    answer holds at position 3 is made a stop word, so that row leaves early and a refill happens."""
+    model, tok = inference.load_model(tiny_models("qwen2", causal=True))
+    records, prompts = _fixture_prompts(tok)
+    kwargs = inference.generation_kwargs(tok, inference.PredictArguments(output_dir="x", max_new_tokens=7))
+    first = model.generate(input_ids=torch.tensor([prompts[0]]), attention_mask=torch.ones(1, len(prompts[0]), dtype=torch.long),
+                           **kwargs)[0, len(prompts[0]):].tolist()
+    kwargs["eos_token_id"] = kwargs["eos_token_id"] + [first[3]]
+    alone = [inference.generate_batch(model, tok, [p], kwargs)[0] for p in prompts]
+    assert alone[0] == tok.decode(first[:first.index(first[3])], skip_special_tokens=True).strip()
+    for sort in (True, False):
+        assert inference.generate_continuous(model, tok, prompts, kwargs, batch_size, sort_by_length=sort) == alone
+
+
+def test_predict_uses_continuous_batching_only_for_plain_greedy(tiny_models):
+    model, _ = inference.load_model(tiny_models("qwen2", causal=True))
+    args = inference.PredictArguments(output_dir="x")
+    assert inference.plain_greedy(model, args)
+    assert not inference.plain_greedy(model, inference.PredictArguments(output_dir="x", do_sample=True))
+    model.generation_config.repetition_penalty = 1.2  # a logits processor the plain argmax loop lacks
+    assert not inference.plain_greedy(model, args)
+
+
 def test_prepare_for_generation_bf16_weights_and_eager_attention_keep_batched_equal(tiny_models):
     """predict's speed settings: bf16 weights (no per-token casts), eager attention on the CPU; a padded
     row still answers as it does alone (the tiny model has no near-ties at these prompts)."""

@@ -36,6 +36,7 @@ YAMLS = {
     "smollm2_lora_sft_samsum_predict.yaml": ("predict", "smollm2", "saves/smollm2/lora/merged_samsum",
                                              "eval_dataset", ["samsum_test"]),
     "smollm2_lora_sft_tatqa.yaml": ("train", "smollm2", "local_models/smollm2", "dataset", ["tatqa_train"]),
+    "smollm2_full_sft_tatqa.yaml": ("train", "smollm2", "local_models/smollm2", "dataset", ["tatqa_train"]),
 }
 
 
@@ -100,6 +101,17 @@ def test_full_sft_uses_zero3():
     # The study compares methods: same data, template, cutoff and epochs.
     for key in ("dataset", "template", "cutoff_len", "max_samples", "num_train_epochs", "seed"):
         assert lora[key] == full[key], key
+
+
+def test_smollm2_tatqa_study_differs_only_in_the_method():
+    """labs/tatqa_lora_vs_full.sh compares methods: same data, order, batch, steps; LoRA keys and lr differ."""
+    lora, full = load_yaml("smollm2_lora_sft_tatqa.yaml"), load_yaml("smollm2_full_sft_tatqa.yaml")
+    assert (lora["finetuning_type"], full["finetuning_type"]) == ("lora", "full")
+    differ = {k for k in set(lora) | set(full) if lora.get(k) != full.get(k)}
+    assert differ == {"finetuning_type", "lora_rank", "lora_alpha", "lora_dropout", "lora_target", "learning_rate",
+                      "output_dir", "save_only_model"}
+    assert full["learning_rate"] == lora["learning_rate"] / 10
+    assert lora["output_dir"] == "saves/smollm2/lora/sft_tatqa" and full["output_dir"] == "saves/smollm2/full/sft_tatqa"
 
 
 @pytest.mark.parametrize("name", sorted(YAMLS))
