@@ -150,9 +150,7 @@ def run(args: InferenceArguments) -> Tuple[str, str, str]:
     model, tokenizer = load_model(args.model_name_or_path, args.adapter_name_or_path)
     if args.template:  # LLaMA-Factory's ids, and its stop list, exactly as `predict --template` uses them
         (ids,) = encode_prompts(tokenizer, [record], args.system, llamafactory_template(tokenizer, args.template))
-        gen_kwargs = dict(max_new_tokens=args.max_new_tokens, do_sample=False, num_beams=1,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer))
-        answer = generate_batch(model, tokenizer, [ids], gen_kwargs)[0]
+        answer = generate_batch(model, tokenizer, [ids], greedy_kwargs(tokenizer, args.max_new_tokens))[0]
         return tokenizer.decode(ids, skip_special_tokens=False), answer, record["output"]
     prompt = render_prompt(tokenizer, build_messages(record, args.system))
     return prompt, generate_answer(model, tokenizer, prompt, args.max_new_tokens), record["output"]
@@ -276,11 +274,16 @@ def decode_new_tokens(tokenizer, ids: Sequence[int], stops: Sequence[int]) -> st
     return tokenizer.decode(ids[:end], skip_special_tokens=True).strip()
 
 
+def greedy_kwargs(tokenizer, max_new_tokens: int) -> Dict[str, Any]:
+    """generate() flags for greedy decoding that stops at any of LLaMA-Factory's stop tokens."""
+    return dict(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stop_token_ids(tokenizer))
+
+
 def generation_kwargs(tokenizer, args: PredictArguments) -> Dict[str, Any]:
-    kwargs: Dict[str, Any] = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, num_beams=1,
-                                  pad_token_id=tokenizer.pad_token_id, eos_token_id=stop_token_ids(tokenizer))
+    kwargs = greedy_kwargs(tokenizer, args.max_new_tokens)
     if args.do_sample:
-        kwargs.update(temperature=args.temperature, top_p=args.top_p)
+        kwargs.update(do_sample=True, temperature=args.temperature, top_p=args.top_p)
     return kwargs
 
 
@@ -408,7 +411,7 @@ def generate_continuous(model, tokenizer, prompts: Sequence[Sequence[int]], gen_
                 next_ids = next_ids[torch.tensor(keep, device=next_ids.device)]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
             next_ids, cache = _step(model, next_ids[:, None], mask, cache)
-    return [tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in answers]
+    return [decode_new_tokens(tokenizer, ids, stops) for ids in answers]
 
 
 def write_predictions(path: str, tokenizer, prompts: Sequence[Sequence[int]], preds: Sequence[str],
