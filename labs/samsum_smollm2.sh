@@ -44,14 +44,12 @@ predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size, then 
         "$@"
 }
 
-mkdir -p "$OUT"
-$PYTHON models.py prepare smollm2
-$PYTHON dataHelper.py export samsum --out lf_data
+# shellcheck source=llm_lab.sh
+source "$ROOT/labs/llm_lab.sh"
+
+prepare_smollm2 samsum
 if [ "$SKIP_TRAIN" != 1 ]; then
-    /usr/bin/time -v -o "$OUT/lora_train_time.txt" \
-        $PYTHON llamafactory-cli train llamafactory_yaml/smollm2_lora_sft_samsum.yaml > "$OUT/lora_train.log" 2>&1
-    cp "$SAVES/lora/sft_samsum/train_results.json" "$OUT/lora_train_results.json"
-    cp "$SAVES/lora/sft_samsum/trainer_state.json" "$OUT/lora_trainer_state.json"
+    lf_train lora llamafactory_yaml/smollm2_lora_sft_samsum.yaml "$SAVES/lora/sft_samsum"
     $PYTHON llamafactory-cli export llamafactory_yaml/smollm2_lora_sft_samsum_merge.yaml
 fi
 for model in base lora; do

@@ -27,12 +27,8 @@ PYTHON="${PYTHON:-uv run}"
 GOLD="$DATA_DIR/tatqa/tatqa_dataset_test_gold.json"
 export DATA_DIR
 
-train() {  # $1: lora | full
-    /usr/bin/time -v -o "$OUT/$1_train_time.txt" \
-        $PYTHON llamafactory-cli train "llamafactory_yaml/smollm2_$1_sft_tatqa.yaml" > "$OUT/$1_train.log" 2>&1
-    cp "$SAVES/$1/sft_tatqa/train_results.json" "$OUT/$1_train_results.json"
-    cp "$SAVES/$1/sft_tatqa/trainer_state.json" "$OUT/$1_trainer_state.json"
-}
+# shellcheck source=llm_lab.sh
+source "$ROOT/labs/llm_lab.sh"
 
 model_flags() {  # $1: base | lora | full -> inference.py flags for that model
     case "$1" in
@@ -70,11 +66,9 @@ side_by_side() {  # the answers of every model to the questions SIDS, as inferen
     done
 }
 
-mkdir -p "$OUT"
-$PYTHON models.py prepare smollm2
-$PYTHON dataHelper.py export tatqa --out lf_data
+prepare_smollm2 tatqa
 for method in $METHODS; do
-    train "$method"
+    lf_train "$method" "llamafactory_yaml/smollm2_${method}_sft_tatqa.yaml" "$SAVES/$method/sft_tatqa"
 done
 for model in base $METHODS; do
     predict "$model"

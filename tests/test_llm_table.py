@@ -92,4 +92,25 @@ def test_lab_scripts_parse(script):
     proc = subprocess.run(["bash", "-n", str(ROOT / script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     text = (ROOT / script).read_text()
-    assert "set -euo pipefail" in text and "llm_table.py" in text
+    assert "set -euo pipefail" in text and "llm_table.py" in text and "source \"$ROOT/labs/llm_lab.sh\"" in text
+
+
+def test_lf_train_writes_the_layout_llm_table_reads(tmp_path):
+    """labs/llm_lab.sh's lf_train: log, GNU time, train results and state copied as OUT/<method>_train_*,
+    which llm_table reads back (a stand-in for llamafactory-cli writes the output folder)."""
+    sft = tmp_path / "sft"
+    fake = tmp_path / "fake_python"
+    fake.write_text(f"#!/usr/bin/env bash\nmkdir -p {sft}\necho '{{\"train_runtime\": 32.0, \"train_loss\": 1.5}}' > "
+                    f"{sft}/train_results.json\necho '{{\"global_step\": 4}}' > {sft}/trainer_state.json\n"
+                    "echo 'trainable params: 10 || all params: 40 || trainable%: 25.0'\n")
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    out.mkdir()
+    script = f"set -euo pipefail; OUT={out}; PYTHON={fake}; source {ROOT}/labs/llm_lab.sh; lf_train lora x.yaml {sft}"
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["lora_train.log", "lora_train_results.json", "lora_train_time.txt",
+                                                      "lora_trainer_state.json"]
+    row = llm_table.train_row(str(out), "lora", 2, 1024)
+    assert (row["steps"], row["s_per_step"], row["trainable"], row["total"]) == (4, 8.0, 10, 40)
+    assert row["peak_rss"] > 0  # GNU time's Maximum resident set size of the stand-in

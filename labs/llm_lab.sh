@@ -1,0 +1,17 @@
+# Sourced by the LLM labs (labs/samsum_smollm2.sh, labs/tatqa_lora_vs_full.sh): the steps they share,
+# and the one place that writes the OUT/<method>_train_* layout labs/llm_table.py reads.
+# Needs OUT (results folder) and PYTHON (e.g. "uv run") set by the caller.
+
+prepare_smollm2() {  # $1: the data set to export for LLaMA-Factory (samsum, tatqa)
+    mkdir -p "$OUT"
+    $PYTHON models.py prepare smollm2
+    $PYTHON dataHelper.py export "$1" --out lf_data
+}
+
+lf_train() {  # $1: method name in OUT, $2: LLaMA-Factory yaml, $3: that yaml's output_dir
+    # GNU time: wall time and the training process's peak RSS (Maximum resident set size)
+    /usr/bin/time -v -o "$OUT/$1_train_time.txt" \
+        $PYTHON llamafactory-cli train "$2" > "$OUT/$1_train.log" 2>&1
+    cp "$3/train_results.json" "$OUT/$1_train_results.json"
+    cp "$3/trainer_state.json" "$OUT/$1_trainer_state.json"
+}
