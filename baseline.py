@@ -51,11 +51,17 @@ class BaselineArguments:
     batch_size: int = field(default=64, metadata={"help": "Texts per encoder forward pass."})
     C: float = field(default=1.0, metadata={"help": "SVM regularisation strength (LinearSVC C)."})
     max_iter: int = field(default=10000, metadata={"help": "LinearSVC solver iterations."})
+    class_weight: str = field(default="none", metadata={
+        "help": "none, or balanced (rare classes weigh more: n / (classes x count), as train.py --class_weight)."})
     bf16: Optional[bool] = field(default=None, metadata={
         "help": "Run the encoder under bf16 autocast; default: on with CUDA or a CPU with AMX (there ~5x "
                 "faster), off elsewhere (measured slower than fp32 on an AVX-512 CPU without AMX)."})
     seed: int = field(default=42, metadata={"help": "Seed of the SVM solver (and torch)."})
     output_dir: str = field(default="outputs/svm", metadata={"help": "Where run.json goes."})
+
+    def __post_init__(self):
+        if self.class_weight not in ("none", "balanced"):
+            raise ValueError(f"--class_weight {self.class_weight!r} is not one of: none, balanced")
 
 
 # ---------------------------------------------------------------------------- pooling
@@ -147,7 +153,9 @@ def make_svm(args: BaselineArguments):
     from sklearn.svm import LinearSVC
 
     # Scaling first: pooled features have a few large dimensions that slow liblinear down.
-    return make_pipeline(StandardScaler(), LinearSVC(C=args.C, max_iter=args.max_iter, random_state=args.seed))
+    weight = "balanced" if args.class_weight == "balanced" else None
+    return make_pipeline(StandardScaler(), LinearSVC(C=args.C, max_iter=args.max_iter, random_state=args.seed,
+                                                     class_weight=weight))
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, decision: np.ndarray, num_labels: int) -> dict:
@@ -236,8 +244,8 @@ def parse_args(argv=None) -> BaselineArguments:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
         record = run(args)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -3,6 +3,9 @@
     uv run bench.py [--steps 10] [--method full]                       # bbc_news: runs anywhere
     DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup  # the README's figures
 
+    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --profile --steps 40  # per phase
+    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --whole_run           # one epoch
+
 Both runs train the same model for the same number of optimizer steps through train.run:
 - default: train.py as it is (bf16 autocast where supported, batch 32, dynamic padding, length-grouped batches);
 - naive:   the HF example defaults (fp32, batch 8, every input padded to 128 tokens, random batches).
@@ -11,19 +14,38 @@ FLOPs are estimated as 6 x N x tokens (forward 2N, backward 4N per token; Kaplan
 non-embedding parameters (embedding lookups do no matmuls) and attention score FLOPs left out; "useful"
 counts real tokens only, "executed" counts padded tokens too. With LoRA/head the backward pass skips
 weight gradients, so 6N overstates the work: use --method full (the default) for the FLOP/s figure.
+
+--profile times each training step's phases (`PhaseTimer`, Trainer callbacks + a forward hook): data
+(fetching and collating the batch, and the loop's logging), forward, backward (with gradient clipping),
+optimizer step, scheduler + zero_grad. --whole_run trains one epoch with train.py's defaults (evaluation
+and checkpoint at the epoch, test scored) and adds the run's named steps: start-up (imports), tokenizer +
+data, model load, tokenization, evaluation, checkpoint saves, final save, test scoring, run.json.
+--train_args adds train.py flags to the default setup; --variant LABEL=FLAGS adds a setup (each is
+measured in the same process, one after the other, and compared with the default).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import shlex
 import shutil
 import sys
 import tempfile
 import time
+from collections import defaultdict
+from typing import Dict, List, Optional
 
-import torch
+START = time.perf_counter()  # before torch/transformers load: the start-up phase of --whole_run
 
-import train
+import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
+
+import train  # noqa: E402
+from ftio import write_atomic  # noqa: E402
+
+IMPORT_SECONDS = time.perf_counter() - START
 
 NAIVE = ["--bf16", "false", "--per_device_train_batch_size", "8", "--group_by_length", "false",
          "--pad_to_max_length", "true", "--max_length", "128"]
@@ -47,45 +69,221 @@ def non_embedding_params(model_name: str) -> int:
     return sum(p.numel() for p in model.parameters()) - embeddings
 
 
-def run_once(label: str, steps: int, method: str, extra: list, pad_to: int | None, dataset: str) -> dict:
-    out = tempfile.mkdtemp(prefix=f"bench-{label}-")
-    argv = ["--dataset_name", dataset, "--method", method, "--max_steps", str(steps),
-            "--eval_strategy", "no", "--save_strategy", "no", "--max_eval_samples", "8", "--do_predict", "false",
-            "--report_to", "none", "--disable_tqdm", "true", "--output_dir", out, *extra]
+# ---------------------------------------------------------------- per-phase timing
+
+def _now() -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()  # GPU kernels run asynchronously: wait before reading the clock
+    return time.perf_counter()
+
+
+class PhaseTimer(TrainerCallback):
+    """Seconds per training phase, summed over steps. Trainer's order within a step: fetch + collate
+    the batch, on_step_begin, forward (hooked), loss.backward and clipping, on_pre_optimizer_step,
+    optimizer.step, on_optimizer_step, scheduler + zero_grad, on_step_end; then logging, evaluation
+    (on_evaluate) and checkpoint saving (on_save)."""
+
+    STEP_PHASES = ("data", "forward", "backward", "optimizer", "scheduler+zero_grad")
+
+    def __init__(self):
+        self.seconds: Dict[str, float] = defaultdict(float)
+        self.steps, self.in_step, self.mark = 0, False, 0.0
+
+    def attach(self, model) -> None:
+        model.register_forward_pre_hook(lambda *_: self._forward_start())
+        model.register_forward_hook(lambda *_: self._forward_end())
+
+    def _add(self, phase: str) -> None:
+        now = _now()
+        self.seconds[phase] += now - self.mark
+        self.mark = now
+
+    def _forward_start(self):
+        if self.in_step:
+            self.mark = _now()  # the time since on_step_begin (moving inputs) is negligible on the CPU
+
+    def _forward_end(self):
+        if self.in_step:
+            self._add("forward")
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.mark = _now()
+
+    def on_step_begin(self, args, state, control, **kw):
+        self._add("data")
+        self.in_step = True
+
+    def on_pre_optimizer_step(self, args, state, control, **kw):
+        self._add("backward")
+
+    def on_optimizer_step(self, args, state, control, **kw):
+        self._add("optimizer")
+
+    def on_step_end(self, args, state, control, **kw):
+        self._add("scheduler+zero_grad")
+        self.in_step, self.steps = False, self.steps + 1
+
+    def on_evaluate(self, args, state, control, **kw):
+        self._add("evaluation (per epoch)")
+
+    def on_save(self, args, state, control, **kw):
+        self._add("checkpoint saves")
+
+
+@contextlib.contextmanager
+def timed_steps(seconds: Dict[str, float], timer: PhaseTimer):
+    """Time train.run's named steps (patched on the module for the duration) into `seconds`, and
+    attach `timer` to the trainer that build_trainer makes."""
+    names = {"load_tokenizer": "tokenizer", "prepare_data": "data set load", "get_model": "model load",
+             "tokenize_data": "tokenization", "head_on_features": "head features", "save_final_model":
+             "final save", "evaluate_splits": "test + validation scoring", "write_record": "run.json"}
+    originals = {name: getattr(train, name) for name in names}
+
+    def wrap(name, fn):
+        def timed(*args, **kwargs):
+            start = _now()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[names[name]] += _now() - start
+        return timed
+
+    def build_trainer(*args, **kwargs):
+        trainer = originals_build(*args, **kwargs)
+        trainer.add_callback(timer)
+        timer.attach(trainer.model)
+        return trainer
+
+    originals_build = train.build_trainer
     try:
-        record = train.run(*train.parse_args(argv))
+        for name, fn in originals.items():
+            setattr(train, name, wrap(name, fn))
+        train.build_trainer = build_trainer
+        yield
+    finally:
+        for name, fn in originals.items():
+            setattr(train, name, fn)
+        train.build_trainer = originals_build
+
+
+def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to: int | None, dataset: str,
+             profile: bool = False) -> dict:
+    """One train.run; steps None = one epoch with train.py's evaluation/saving/test scoring (--whole_run)."""
+    out = tempfile.mkdtemp(prefix=f"bench-{label}-")
+    quick = (["--max_steps", str(steps), "--eval_strategy", "no", "--save_strategy", "no", "--max_eval_samples", "8",
+              "--do_predict", "false"] if steps else ["--num_train_epochs", "1"])
+    argv = ["--dataset_name", dataset, "--method", method, *quick, "--report_to", "none", "--disable_tqdm", "true",
+            "--output_dir", out, *extra]
+    seconds: Dict[str, float] = defaultdict(float)
+    timer = PhaseTimer()
+    try:
+        start = _now()
+        with timed_steps(seconds, timer) if profile else contextlib.nullcontext():
+            record = train.run(*train.parse_args(argv))
+        total = _now() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)  # checkpoints/weights of a throughput run are not kept
     t = record["time"]
     padded_tokens = pad_to or record["data"]["mean_tokens"]
-    return {"label": label, "samples_per_second": t["samples_per_second"], "useful_tokens_per_second":
-            t["tokens_per_second"], "executed_tokens_per_second": t["samples_per_second"] * padded_tokens,
-            "batch": record["config"]["per_device_train_batch_size"], "bf16": record["config"]["bf16"]}
+    result = {"label": label, "samples_per_second": t["samples_per_second"], "useful_tokens_per_second":
+              t["tokens_per_second"], "executed_tokens_per_second": t["samples_per_second"] * padded_tokens,
+              "batch": record["config"]["per_device_train_batch_size"], "bf16": record["config"]["bf16"],
+              "steps": record["training"]["steps"], "peak_rss_bytes": record["memory"].get("peak_bytes")}
+    if profile:
+        phases = {**seconds, **timer.seconds}
+        phases["other"] = total - sum(phases.values())  # Trainer set-up, logging, what no hook covers
+        result["phases"], result["run_seconds"] = dict(phases), total
+    return result
 
 
-def main(argv=None) -> int:
+def phase_table(results: List[dict], startup: Optional[float]) -> str:
+    """Markdown: one row per phase, seconds and share of the run (and per step for step phases)."""
+    rows = ["| phase | " + " | ".join(f"{r['label']} s (share)" for r in results) + " |",
+            "|---|" + "---|" * len(results)]
+    order = [*PhaseTimer.STEP_PHASES] + sorted({p for r in results for p in r["phases"]} - set(PhaseTimer.STEP_PHASES)
+                                               - {"other"}) + ["other"]
+    if startup is not None:
+        rows.append("| start-up (imports) | " + " | ".join(f"{startup:.2f}" for _ in results) + " |")
+    for phase in order:
+        cells = []
+        for r in results:
+            s = r["phases"].get(phase, 0.0)
+            per_step = f", {1000 * s / r['steps']:.0f} ms/step" if phase in PhaseTimer.STEP_PHASES and r["steps"] else ""
+            cells.append(f"{s:.2f} ({100 * s / r['run_seconds']:.1f}%{per_step})")
+        rows.append(f"| {phase} | " + " | ".join(cells) + " |")
+    rows.append("| whole train.run | " + " | ".join(f"{r['run_seconds']:.2f}" for r in results) + " |")
+    return "\n".join(rows)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per setup")
     parser.add_argument("--method", default="full", help="fine-tuning method for both setups")
     parser.add_argument("--model", default="minilm", help="model for both setups")
     parser.add_argument("--dataset_name", default="bbc_news",
                         help="data set for both setups (the README's figures: restaurant_sup, with DATA_DIR)")
+    parser.add_argument("--train_args", default="", help="more train.py flags for the default setup, one string")
+    parser.add_argument("--profile", action="store_true", help="time each phase of every step (and of the run)")
+    parser.add_argument("--whole_run", action="store_true",
+                        help="one epoch with train.py's evaluation, checkpoint and test scoring (implies --profile)")
+    parser.add_argument("--no_naive", action="store_true", help="run the default setup only")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FLAGS",
+                        help="one more setup: train.py flags on top of the defaults, e.g. "
+                             "'fused=--optim adamw_torch_fused' or 'lora=--method lora' (repeatable)")
+    parser.add_argument("--out", default=None, help="also write the figures to OUT.json and the table to OUT.md")
     args = parser.parse_args(argv)
+    args.profile = args.profile or args.whole_run
+    variants(args.variant)  # a malformed one fails before any run
+    return args
+
+
+def variants(specs: List[str]) -> List[tuple]:
+    """['fused=--optim adamw_torch_fused'] -> [('fused', '--optim adamw_torch_fused')]; one-line error otherwise."""
+    out = []
+    for spec in specs:
+        label, sep, flags = spec.partition("=")
+        if not sep or not label.strip():
+            raise SystemExit(f"error: --variant {spec!r} must be LABEL=FLAGS, e.g. 'fused=--optim adamw_torch_fused'")
+        out.append((label.strip(), flags))
+    return out
+
+
+def flops_line(r: dict, n: int, peak: float) -> str:
+    useful, executed = (6 * n * r[k] for k in ("useful_tokens_per_second", "executed_tokens_per_second"))
+    return (f"{r['label']:8s} batch {r['batch']:3d} bf16 {str(r['bf16']):5s} {r['samples_per_second']:8.2f} "
+            f"samples/s  {r['useful_tokens_per_second']:9.1f} real tokens/s  useful {useful / 1e9:7.2f} GFLOP/s "
+            f"({100 * useful / peak:5.1f}% of peak)  executed {executed / 1e9:7.2f} GFLOP/s "
+            f"({100 * executed / peak:5.1f}%)")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     extra = ["--model_name_or_path", args.model]
     peak = gemm_peak_flops()
     n = non_embedding_params(args.model)
-    default = run_once("default", args.steps, args.method, extra, None, args.dataset_name)
-    naive = run_once("naive", args.steps, args.method, extra + NAIVE, 128, args.dataset_name)
-    print(f"\nbench: {args.model}, {args.dataset_name}, method {args.method}, {args.steps} steps each, "
-          f"{torch.get_num_threads()} threads; bf16 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048^3 matmul)")
-    print(f"FLOPs = 6 x {n / 1e6:.2f}M non-embedding params x tokens")
-    for r in (default, naive):
-        useful, executed = (6 * n * r[k] for k in ("useful_tokens_per_second", "executed_tokens_per_second"))
-        print(f"{r['label']:8s} batch {r['batch']:3d} bf16 {str(r['bf16']):5s} {r['samples_per_second']:8.2f} "
-              f"samples/s  {r['useful_tokens_per_second']:9.1f} real tokens/s  useful {useful / 1e9:7.2f} GFLOP/s "
-              f"({100 * useful / peak:5.1f}% of peak)  executed {executed / 1e9:7.2f} GFLOP/s "
-              f"({100 * executed / peak:5.1f}%)")
-    print(f"speed-up default / naive: {default['samples_per_second'] / naive['samples_per_second']:.2f}x samples/s")
+    steps = None if args.whole_run else args.steps
+    results = [run_once("default", steps, args.method, extra + shlex.split(args.train_args), None,
+                        args.dataset_name, args.profile)]
+    if not args.no_naive:
+        results.append(run_once("naive", steps, args.method, extra + NAIVE, 128, args.dataset_name, args.profile))
+    for label, flags in variants(args.variant):
+        results.append(run_once(label, steps, args.method, extra + shlex.split(flags), None, args.dataset_name,
+                                args.profile))
+    what = "one epoch each" if args.whole_run else f"{args.steps} steps each"
+    lines = [f"bench: {args.model}, {args.dataset_name}, method {args.method} {args.train_args}, {what}, "
+             f"{torch.get_num_threads()} threads; bf16 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048^3 matmul)",
+             f"FLOPs = 6 x {n / 1e6:.2f}M non-embedding params x tokens",
+             *(flops_line(r, n, peak) for r in results)]
+    base = results[0]["samples_per_second"]
+    lines += [f"{r['label']} / default: {r['samples_per_second'] / base:.2f}x samples/s" for r in results[1:]]
+    if args.profile:
+        lines += ["", phase_table(results, IMPORT_SECONDS if args.whole_run else None)]
+    text = "\n".join(lines)
+    print("\n" + text)
+    if args.out:
+        write_atomic(args.out + ".json", json.dumps({"args": vars(args), "gemm_peak_flops": peak,
+                                                     "non_embedding_params": n, "results": results}, indent=1))
+        write_atomic(args.out + ".md", text + "\n")
     return 0
 
 

@@ -20,6 +20,10 @@ EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (methods
 PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better validation score
 BATCH_SIZE="${BATCH_SIZE:-32}"
 MAX_LENGTH="${MAX_LENGTH:-128}"
+# ACL-ARC: 51% of train is one class of six and the set is scored by macro-F1 (Gururangan et al. 2020):
+# a class-balanced loss, and validation macro-F1 picks the epoch (chosen on validation: see README).
+TRAIN_ARGS_acl_sup="${TRAIN_ARGS_acl_sup---class_weight balanced --metric_for_best_model macro_f1}"
+SVM_ARGS_acl_sup="${SVM_ARGS_acl_sup---class_weight balanced}"
 # Also EXTRA_ARGS, SVM_ARGS, REPORT_ARGS and PYTHON: see labs/grid.sh.
 
 TRAIN_FLAGS=(

@@ -34,7 +34,8 @@ import modelcard
 import tracking
 from dataHelper import sep_token_for
 from ftio import read_text, split_list, write_atomic
-from methods import BoundMethod, MethodArguments, bind_method, count_parameters, epochs_help, learning_rate_help
+from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_linears, count_parameters, epochs_help,
+                     learning_rate_help)
 from models import load_tokenizer, resolve_model_name, untrained_pooler
 from record import PeakMemory, build_record, write_record
 from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
@@ -111,6 +112,16 @@ def bf16_supported(device_type: Optional[str] = None) -> bool:
     return cpu_supports_bf16()
 
 
+CLASS_WEIGHTS = ("none", "balanced")
+
+
+def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
+    """(num_labels,) float32 weights n / (num_labels x count_c); a class absent from train weighs 0."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_labels).astype(np.float64)
+    weights = np.divide(len(labels), num_labels * counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def default_report_to() -> str:
     """wandb when installed and not disabled, else none."""
     disabled = os.environ.get("WANDB_MODE") == "disabled" or \
@@ -151,6 +162,14 @@ class FtTrainingArguments(TrainingArguments):
                 "WANDB_API_KEY), none, wandb, tensorboard ..."})
     do_predict: bool = field(default=True, metadata={
         "help": "Write test-set predictions to OUTPUT_DIR/predictions_test.jsonl."})
+    frozen_bf16: bool = field(default=False, metadata={
+        "help": "Under bf16 mixed precision hold frozen Linear weights (LoRA, adapter, head: the body) in bf16: "
+                "the matmuls autocast would run anyway, without casting every frozen matrix at every use; "
+                "cast back to float32 before the model is saved. Off by default: no faster on MiniLM here "
+                "(README, speed)."})
+    class_weight: str = field(default="none", metadata={
+        "help": "Per-class loss weights: none, or balanced (n / (classes x count of the class) on train, "
+                "scikit-learn's rule: rare classes weigh more; for imbalanced sets scored by macro-F1)."})
 
     def __post_init__(self):
         self.auto_output_dir = self.output_dir is None
@@ -160,6 +179,8 @@ class FtTrainingArguments(TrainingArguments):
             self.use_cpu = True  # HF accepts bf16 without a GPU only on the CPU path (torch.autocast cpu)
         if self.report_to in (None, "auto"):
             self.report_to = default_report_to()
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise ValueError(f"--class_weight {self.class_weight!r} is not one of: {', '.join(CLASS_WEIGHTS)}")
         super().__post_init__()
 
 
@@ -285,6 +306,21 @@ class EpochSeededSampler(torch.utils.data.Sampler):
 
 
 class FtTrainer(Trainer):
+    def __init__(self, *args, class_weights: Optional[torch.Tensor] = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.class_weights = class_weights  # (num_labels,) or None: the model's own (unweighted) loss
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.class_weights is None or "labels" not in inputs:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")  # (batch,)
+        outputs = model(**inputs)
+        # (batch, classes) logits in fp32; torch's weighted mean: sum_i w[y_i] CE_i / sum_i w[y_i]
+        loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels,
+                                                 weight=self.class_weights.to(outputs.logits.device))
+        return (loss, outputs) if return_outputs else loss
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         # cached head features (headcache.py) are one vector per example: every length is 1
@@ -310,10 +346,14 @@ def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
                              "validation split: add --validation_from_train 0.1)")
         callbacks.append(EarlyStoppingCallback(early_stopping_patience))
     on_features = "input_ids" not in tokenized["train"].column_names  # headcache.feature_splits
+    class_weights = None
+    if getattr(training_args, "class_weight", "none") == "balanced":
+        class_weights = balanced_class_weights(tokenized["train"]["label"], model.config.num_labels)
+        logger.info("class weights (balanced): %s", [round(w, 3) for w in class_weights.tolist()])
     return FtTrainer(model=model, args=training_args, train_dataset=tokenized["train"], eval_dataset=eval_dataset,
                      processing_class=tokenizer,
                      data_collator=default_data_collator if on_features else DataCollatorWithPadding(tokenizer),
-                     compute_metrics=compute_metrics, callbacks=callbacks)
+                     compute_metrics=compute_metrics, callbacks=callbacks, class_weights=class_weights)
 
 
 def head_on_features(model, tokenizer, tokenized, method: BoundMethod, targs: TrainingArguments):
@@ -531,10 +571,14 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)
     tokenized = tokenize_data(data, tokenizer, data_args.max_length, data_args.pad_to_max_length)
+    # frozen Linear weights in bf16 where autocast would cast them anyway (methods.cast_frozen_linears)
+    in_bf16 = cast_frozen_linears(model, torch.bfloat16) if targs.bf16 and targs.frozen_bf16 else []
     trained, inputs, feature_seconds = head_on_features(model, tokenizer, tokenized, method, targs)
     trainer = build_trainer(trained, tokenizer, inputs, targs, run_args.early_stopping_patience)
     train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
+    for module in in_bf16:
+        module.to(torch.float32)  # saved weights keep the checkpoint's dtype (values: the bf16 ones trained with)
     save_final_model(trainer, tokenizer)
     metrics = evaluate_splits(trainer, inputs, data, targs, run_args.score_test)
     ctx = RunContext(args, method, resolve_model_name(model_args.model_name_or_path), tokenized, trainer,

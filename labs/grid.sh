@@ -10,9 +10,11 @@ SVM_ARGS="${SVM_ARGS:-}"         # more baseline.py flags (method svm), e.g. "--
 REPORT_ARGS="${REPORT_ARGS:-}"   # more report.py flags, e.g. "--metric macro_f1"
 PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the current interpreter)
 # GRID_NAME: the wandb group of the grid's runs (default: OUTPUT_ROOT's folder name).
+# Per data set: TRAIN_ARGS_<set> / SVM_ARGS_<set> (the set's name with every character outside
+# [A-Za-z0-9_] as _, e.g. TRAIN_ARGS_acl_sup) are added to every run of that set.
 # *_ARGS are split on whitespace. Order on a command line: run flags, TRAIN_FLAGS|SVM_FLAGS,
-# per-call flags (sweep settings, prompt), EXTRA_ARGS|SVM_ARGS: the last wins, so the environment
-# overrides the script.
+# per-call flags (sweep settings, prompt), the set's flags, EXTRA_ARGS|SVM_ARGS: the last wins, so the
+# environment overrides the script.
 
 [[ -v TRAIN_FLAGS ]] || TRAIN_FLAGS=()
 [[ -v SVM_FLAGS ]] || SVM_FLAGS=()
@@ -55,15 +57,19 @@ run_one() {
         --seed "$seed"
         --output_dir "$out"
     )
-    local -a extra
+    local -a extra set_extra
+    local set_var="${dataset//[^A-Za-z0-9_]/_}"
     if [[ "$method" == svm ]]; then
         script=baseline.py
         args+=("${SVM_FLAGS[@]}")
+        set_var="SVM_ARGS_$set_var"
         read -r -a extra <<<"$SVM_ARGS"
     else
         args+=(--method "$method" "${TRAIN_FLAGS[@]}")
+        set_var="TRAIN_ARGS_$set_var"
         read -r -a extra <<<"$EXTRA_ARGS"
     fi
+    read -r -a set_extra <<<"${!set_var:-}"
     # wandb (on unless WANDB_MODE=disabled or --report_to none; offline without a key): one group per
     # grid (GRID_NAME), the configuration as job type (the seeds report.py averages), the run's folder
     # as name: OUTPUT_ROOT/restaurant_sup/bert-base-uncased/lora/seed1 -> group <grid>, job type
@@ -72,7 +78,7 @@ run_one() {
     echo "run: $script --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
     # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
     WANDB_RUN_GROUP="${WANDB_RUN_GROUP:-$GRID_NAME}" WANDB_JOB_TYPE="${name%/seed*}" WANDB_NAME="$name" \
-        $PYTHON "$script" "${args[@]}" "$@" "${extra[@]}"
+        $PYTHON "$script" "${args[@]}" "$@" "${set_extra[@]}" "${extra[@]}"
 }
 
 # run_seeds OUT_BASE METHOD MODEL DATASET [more flags...]: run_one for every seed in SEEDS

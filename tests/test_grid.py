@@ -125,3 +125,25 @@ def test_mrpc_lab_puts_each_prompt_on_its_own_row(tmp_path, tiny_models):
     assert prompts == ["", "Do the following two sentences express the same meaning? Sentence 1: {sentence1} "
                            "Sentence 2: {sentence2}"]
     assert all(r["method"] == "lora" and r["dataset"] == "mrpc" for r in rows)
+
+
+def test_run_sup_adds_each_sets_own_flags(tmp_path):
+    """ACL-ARC runs get the class-balanced loss and macro-F1 selection (the svm only the loss weights);
+    other sets get neither; the environment overrides the script's per-set flags."""
+    log = tmp_path / "calls.txt"
+    stand_in = tmp_path / "python"
+    stand_in.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    stand_in.chmod(0o755)
+    env = grid_env(tmp_path, PYTHON=str(stand_in), MODELS="m", DATASETS="acl_sup restaurant_sup",
+                   METHODS="full svm", SEEDS="1", EXTRA_ARGS="")
+    proc = run_script("run_sup.sh", env)
+    assert proc.returncode == 0, proc.stderr
+    calls = {(line.split()[0], line.split("--dataset_name ")[1].split()[0]): line
+             for line in log.read_text().splitlines() if "--dataset_name" in line}
+    assert calls[("train.py", "acl_sup")].endswith("--class_weight balanced --metric_for_best_model macro_f1")
+    assert calls[("baseline.py", "acl_sup")].endswith("--class_weight balanced")
+    assert "--class_weight" not in calls[("train.py", "restaurant_sup")] + calls[("baseline.py", "restaurant_sup")]
+    log.unlink()
+    env.update(TRAIN_ARGS_acl_sup="", DATASETS="acl_sup", METHODS="full")
+    assert run_script("run_sup.sh", env).returncode == 0
+    assert "--class_weight" not in log.read_text()

@@ -216,3 +216,34 @@ def test_qlora_load_settings():
     assert quant.bnb_4bit_compute_dtype == torch.bfloat16
     assert method.training_overrides == {"optim": "paged_adamw_8bit"}
     assert method.settings(MethodArguments(method="qlora"))["lora_r"] == 8
+
+
+@pytest.mark.parametrize("method", ["lora", "lora_scratch", "adapter", "head"])
+def test_frozen_linears_in_bf16_give_the_same_autocast_steps(load, method):
+    """Holding frozen Linear weights in bf16 changes no number under bf16 autocast (autocast casts them
+    to bf16 at every use anyway): same logits, same losses over 3 steps, same trained weights; the
+    trainable parameters stay float32 and only frozen Linear modules are cast."""
+    def trained(cast: bool):
+        tokenizer, model = load("bert")
+        model = get_method(method).apply(model, MethodArguments(method=method))
+        cast_mods = methods.cast_frozen_linears(model, torch.bfloat16) if cast else []
+        enc = batch(tokenizer)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.eval()
+            logits = model(**enc).logits.float()
+            losses = [train_steps(model, enc, 1) for _ in range(3)]
+        return model, cast_mods, logits, losses
+
+    load("bert")  # builds the tiny model once (its random init draws from the seeded RNG)
+    plain, none_cast, logits, losses = trained(cast=False)
+    fast, cast_mods, fast_logits, fast_losses = trained(cast=True)
+    assert not none_cast and cast_mods and all(isinstance(m, nn.Linear) for m in cast_mods)
+    assert torch.equal(fast_logits, logits) and fast_losses == losses
+    for (name, p), (_, q) in zip(plain.named_parameters(), fast.named_parameters()):
+        if p.requires_grad:
+            assert q.dtype == torch.float32 and torch.equal(p, q), name
+        elif any(p is getattr(m, "weight", None) for m in plain.modules() if isinstance(m, nn.Linear)):
+            assert q.dtype == torch.bfloat16 and torch.equal(p.to(torch.bfloat16), q), name
+    # full fine-tuning has no frozen Linear: nothing is cast
+    tokenizer, model = load("bert")
+    assert methods.cast_frozen_linears(get_method("full").apply(model, MethodArguments()), torch.bfloat16) == []

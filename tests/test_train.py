@@ -294,3 +294,47 @@ def test_early_stopping_without_validation_is_a_one_line_error(tiny_models, tmp_
                             "--output_dir", str(tmp_path / "o"), *QUICK, "--early_stopping_patience", "2")
     assert code == 2
     assert one_error_line(err).startswith("error: --early_stopping_patience needs a validation split")
+
+
+def test_balanced_class_weights_match_hand_values():
+    # 6 examples, 3 classes, counts 3/2/1 and a 4th class absent: w_c = 6 / (4 * count_c), absent -> 0
+    w = train.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
+    assert w.tolist() == pytest.approx([6 / 12, 6 / 8, 6 / 4, 0.0])
+
+
+def test_weighted_loss_is_the_hand_weighted_cross_entropy(tiny_models, tmp_path):
+    import torch
+    from transformers import AutoTokenizer
+
+    path = tiny_models("bert")
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    _, model = train.get_model(path, 3, tokenizer=tokenizer)
+    targs = train.FtTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
+                                      save_strategy="no", load_best_model_at_end=False, use_cpu=True, bf16=False)
+    weights = torch.tensor([0.5, 2.0, 1.0])
+    trainer = train.FtTrainer(model=model, args=targs, class_weights=weights)
+    batch = tokenizer(["a b c", "d e", "f"], padding=True, return_tensors="pt")
+    labels = torch.tensor([0, 1, 1])
+    loss = trainer.compute_loss(model, {**batch, "labels": labels})
+    with torch.no_grad():
+        logp = torch.log_softmax(model(**batch).logits.float(), -1)
+    ce = -logp[torch.arange(3), labels]  # per-example cross-entropy
+    expected = (0.5 * ce[0] + 2.0 * ce[1] + 2.0 * ce[2]) / (0.5 + 2.0 + 2.0)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    # without weights: the model's own mean loss
+    plain = train.FtTrainer(model=model, args=targs).compute_loss(model, {**batch, "labels": labels})
+    assert plain.item() == pytest.approx(ce.mean().item(), rel=1e-5)
+
+
+def test_class_weight_flag_trains_and_is_recorded(tiny_models, tmp_path, capsys):
+    out = tmp_path / "cw"
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name", "acl_sup",
+                            "--method", "full", "--output_dir", str(out), *QUICK, "--class_weight", "balanced",
+                            "--metric_for_best_model", "macro_f1")
+    assert code == 0, err
+    config = read_run(out)["config"]
+    assert (config["class_weight"], config["metric_for_best_model"]) == ("balanced", "macro_f1")
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--output_dir",
+                            str(tmp_path / "o"), *QUICK, "--class_weight", "inverse")
+    assert code == 2
+    assert one_error_line(err) == "error: --class_weight 'inverse' is not one of: none, balanced"

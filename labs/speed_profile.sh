@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Where a training step's time goes, and what each speed option buys (issue 12): bench.py's per-phase
+# profile of train.py's defaults (full fine-tuning) beside the naive setup and the variants below, then
+# one epoch of a whole run (evaluation, checkpoint, test scoring). Figures in OUT/*.md and OUT/*.json.
+#
+#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~10 min on 2 cores; nothing else running
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+OUT="${OUT:-results/speed}"
+DATASET="${DATASET:-restaurant_sup}"
+STEPS="${STEPS:-30}"
+PYTHON="${PYTHON:-uv run}"
+
+cd "$ROOT"
+mkdir -p "$OUT"
+# shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
+$PYTHON bench.py \
+    --dataset_name "$DATASET" \
+    --steps "$STEPS" \
+    --profile \
+    --variant "fused_adamw=--optim adamw_torch_fused" \
+    --variant "lora=--method lora" \
+    --variant "lora_frozen_bf16=--method lora --frozen_bf16 true" \
+    --variant "lora_no_dropout=--method lora --lora_dropout 0" \
+    --variant "lora_scratch=--method lora_scratch" \
+    --variant "adapter=--method adapter" \
+    --out "$OUT/steps"
+# shellcheck disable=SC2086
+$PYTHON bench.py \
+    --dataset_name "$DATASET" \
+    --whole_run \
+    --no_naive \
+    --variant "lora=--method lora" \
+    --out "$OUT/whole_run"
