@@ -31,6 +31,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -87,6 +88,7 @@ class PhaseTimer(TrainerCallback):
 
     def __init__(self):
         self.seconds: Dict[str, float] = defaultdict(float)
+        self.per_step: Dict[str, List[float]] = defaultdict(list)  # step phases, one entry a step
         self.steps, self.in_step, self.mark = 0, False, 0.0
 
     def attach(self, model) -> None:
@@ -96,7 +98,14 @@ class PhaseTimer(TrainerCallback):
     def _add(self, phase: str) -> None:
         now = _now()
         self.seconds[phase] += now - self.mark
+        if phase in self.STEP_PHASES:
+            self.per_step[phase].append(now - self.mark)
         self.mark = now
+
+    def median_ms(self) -> Dict[str, float]:
+        """Median milliseconds a step per step phase: robust to one-off costs (a compile, a first
+        oneDNN kernel) that the sums include."""
+        return {p: 1000 * statistics.median(v) for p, v in self.per_step.items() if v}
 
     def _forward_start(self):
         if self.in_step:
@@ -193,11 +202,13 @@ def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to:
         phases = {**seconds, **timer.seconds}
         phases["other"] = total - sum(phases.values())  # Trainer set-up, logging, what no hook covers
         result["phases"], result["run_seconds"] = dict(phases), total
+        result["median_step_ms"] = timer.median_ms()
     return result
 
 
 def phase_table(results: List[dict], startup: Optional[float]) -> str:
-    """Markdown: one row per phase, seconds and share of the run (and per step for step phases)."""
+    """Markdown: one row per phase, seconds and share of the run (and the median step for step phases),
+    then the median step's total."""
     rows = ["| phase | " + " | ".join(f"{r['label']} s (share)" for r in results) + " |",
             "|---|" + "---|" * len(results)]
     order = [*PhaseTimer.STEP_PHASES] + sorted({p for r in results for p in r["phases"]} - set(PhaseTimer.STEP_PHASES)
@@ -208,9 +219,12 @@ def phase_table(results: List[dict], startup: Optional[float]) -> str:
         cells = []
         for r in results:
             s = r["phases"].get(phase, 0.0)
-            per_step = f", {1000 * s / r['steps']:.0f} ms/step" if phase in PhaseTimer.STEP_PHASES and r["steps"] else ""
+            median = r.get("median_step_ms", {}).get(phase)
+            per_step = f", median {median:.0f} ms/step" if median is not None else ""
             cells.append(f"{s:.2f} ({100 * s / r['run_seconds']:.1f}%{per_step})")
         rows.append(f"| {phase} | " + " | ".join(cells) + " |")
+    rows.append("| median step (sum of the step phases' medians), ms | " + " | ".join(
+        f"{sum(r.get('median_step_ms', {}).values()):.0f}" for r in results) + " |")
     rows.append("| whole train.run | " + " | ".join(f"{r['run_seconds']:.2f}" for r in results) + " |")
     return "\n".join(rows)
 

@@ -3,13 +3,13 @@
 # profile of train.py's defaults (full fine-tuning) beside the naive setup and the variants below, then
 # one epoch of a whole run (evaluation, checkpoint, test scoring). Figures in OUT/*.md and OUT/*.json.
 #
-#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~10 min on 2 cores; nothing else running
+#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~15 min on 2 cores; nothing else running
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 OUT="${OUT:-results/speed}"
 DATASET="${DATASET:-restaurant_sup}"
-STEPS="${STEPS:-30}"
+STEPS="${STEPS:-40}"
 PYTHON="${PYTHON:-uv run}"
 
 cd "$ROOT"
@@ -33,3 +33,14 @@ $PYTHON bench.py \
     --no_naive \
     --variant "lora=--method lora" \
     --out "$OUT/whole_run"
+# torch.compile (inductor, dynamic shapes after the first recompile): its compile time is in the sums,
+# the median step shows the steady state. Last, so a slow compile delays nothing above.
+# shellcheck disable=SC2086
+$PYTHON bench.py \
+    --dataset_name "$DATASET" \
+    --steps "$STEPS" \
+    --profile \
+    --no_naive \
+    --variant "compile=--torch_compile true" \
+    --variant "lora_compile=--method lora --torch_compile true" \
+    --out "$OUT/compile"

@@ -24,10 +24,13 @@ def test_profile_phases_add_up_and_cover_each_step(tiny_models):
     assert phases["forward"] > 0 and phases["backward"] > 0 and phases["optimizer"] > 0
     # every second of train.run is in exactly one phase ("other" is the remainder, never negative)
     assert sum(phases.values()) == pytest.approx(r["run_seconds"]) and phases["other"] >= 0
+    # one median per step phase, each no larger than that phase's total over the 3 steps
+    assert set(r["median_step_ms"]) == set(bench.PhaseTimer.STEP_PHASES)
+    assert all(r["median_step_ms"][p] <= 1000 * phases[p] for p in bench.PhaseTimer.STEP_PHASES)
     # the named steps are restored after the run
     assert bench.train.get_model.__name__ == "get_model" and bench.train.build_trainer.__name__ == "build_trainer"
     table = bench.phase_table([r], startup=1.5)
-    assert "| forward | " in table and "ms/step" in table and "| start-up (imports) | 1.50 |" in table
+    assert "| forward | " in table and "median" in table and "ms/step" in table and "| start-up (imports) | 1.50 |" in table
 
 
 def test_whole_run_times_evaluation_and_checkpoints(tiny_models):
@@ -57,9 +60,10 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     proc = subprocess.run(["bash", str(root / "labs" / "speed_profile.sh")], capture_output=True, text=True,
                           env=dict(os.environ, PYTHON=str(stand_in), OUT=str(tmp_path / "speed")), cwd="/")
     assert proc.returncode == 0, proc.stderr
-    steps, whole = [line.split("|")[:-1] for line in log.read_text().splitlines()]
-    assert steps[:6] == ["bench.py", "--dataset_name", "restaurant_sup", "--steps", "30", "--profile"]
+    steps, whole, compiled = [line.split("|")[:-1] for line in log.read_text().splitlines()]
+    assert steps[:6] == ["bench.py", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
     labels = [steps[i + 1].split("=")[0] for i, a in enumerate(steps) if a == "--variant"]
     assert labels == ["fused_adamw", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch", "adapter"]
     assert bench.variants([steps[steps.index("--variant") + 1]]) == [("fused_adamw", "--optim adamw_torch_fused")]
     assert "--whole_run" in whole and whole[-1] == str(tmp_path / "speed" / "whole_run")
+    assert "compile=--torch_compile true" in compiled and compiled[-1] == str(tmp_path / "speed" / "compile")
