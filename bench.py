@@ -89,7 +89,7 @@ class PhaseTimer(TrainerCallback):
     def __init__(self):
         self.seconds: Dict[str, float] = defaultdict(float)
         self.per_step: Dict[str, List[float]] = defaultdict(list)  # step phases, one entry a step
-        self.steps, self.in_step, self.mark = 0, False, 0.0
+        self.steps, self.in_step, self.training, self.mark = 0, False, False, 0.0
 
     def attach(self, model) -> None:
         model.register_forward_pre_hook(lambda *_: self._forward_start())
@@ -116,7 +116,10 @@ class PhaseTimer(TrainerCallback):
             self._add("forward")
 
     def on_train_begin(self, args, state, control, **kw):
-        self.mark = _now()
+        self.mark, self.training = _now(), True
+
+    def on_train_end(self, args, state, control, **kw):
+        self.training = False  # evaluations after training belong to train.run's scoring step
 
     def on_step_begin(self, args, state, control, **kw):
         self._add("data")
@@ -133,10 +136,12 @@ class PhaseTimer(TrainerCallback):
         self.in_step, self.steps = False, self.steps + 1
 
     def on_evaluate(self, args, state, control, **kw):
-        self._add("evaluation (per epoch)")
+        if self.training:
+            self._add("evaluation (per epoch)")
 
     def on_save(self, args, state, control, **kw):
-        self._add("checkpoint saves")
+        if self.training:
+            self._add("checkpoint saves")
 
 
 @contextlib.contextmanager

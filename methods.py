@@ -75,13 +75,43 @@ def _matches(module_name: str, targets: List[str]) -> bool:
 EXTRA_DEFAULT_TARGETS = {"distilbert": ["q_lin", "v_lin"]}
 
 
+ALL_LINEAR = "all-linear"
+
+
+def all_linear_targets(model: nn.Module) -> List[str]:
+    """Name suffixes that match every nn.Linear of the base model's layers and nothing of the head.
+
+    BERT: ['query', 'key', 'value', 'attention.output.dense', 'intermediate.dense', 'output.dense']
+    minus what would also hit the head's modules (the untrained pooler's `pooler.dense` trains whole,
+    so a bare 'dense' cannot be used). Each Linear gets its shortest dotted suffix that matches no head
+    module; the QLoRA paper's "all linear layers" (Dettmers et al. 2023) without peft's
+    `all-linear`, which would also wrap a pooler that trains as a head module.
+    """
+    in_head = _in_head(model)  # full names, e.g. 'bert.pooler.dense'
+    prefix = model.base_model_prefix + "."
+    linear = [prefix + n for n, m in model.base_model.named_modules() if isinstance(m, nn.Linear)]
+    excluded = [n for n in linear if in_head(n)]
+    targets: List[str] = []
+    for name in (n for n in linear if not in_head(n)):
+        parts = name.split(".")
+        for k in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-k:])
+            if not any(_matches(e, [suffix]) for e in excluded):
+                break
+        if suffix not in targets:
+            targets.append(suffix)
+    return targets
+
+
 def resolve_target_modules(model: nn.Module, targets: Optional[str]) -> List[str]:
-    """Target module names from a comma-separated string or peft's per-architecture default.
+    """Target module names from a comma-separated string, `all-linear`, or peft's per-architecture default.
 
     Raises ValueError naming the Linear modules that exist when a target matches nothing.
     """
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
+    if targets == ALL_LINEAR:
+        return all_linear_targets(model)
     if targets:
         names = split_list(targets)
     else:
@@ -310,17 +340,20 @@ class Method:
     training_overrides: Dict[str, object] = field(default_factory=dict)  # TrainingArguments values
     memory_as: Optional[str] = None  # memory.py's cost model (None: the method's own name)
     epochs: float = 3.0  # default --num_train_epochs: the most epochs; validation picks the best one
+    lora_targets: Optional[str] = None  # default --lora_target_modules (None: peft's per-architecture default)
 
 
 # Schedules (learning rate, most epochs; validation picks the best epoch, run_sup.sh stops after 3
 # epochs without improvement): chosen on validation with the embedded MiniLM, see README "Schedules".
 # head: a sweep on cached features (lr 1e-3 / 3e-3 / 1e-2 x 40 epochs) on acl_sup and restaurant_sup;
-# lora: search.py on restaurant_sup (results/search/restaurant_sup_lora); adapter and lora_scratch take
+# lora: search.py on restaurant_sup (results/search/restaurant_sup_lora) for lr; all linear layers and 15
+# epochs from a validation check (README "Schedules"); adapter and lora_scratch take
 # lora's; full: Gururangan et al. 2020's longer schedule with early stopping.
 METHODS: Dict[str, Method] = {m.name: m for m in [
     Method("full", apply_full, 5e-5, "every parameter trains", epochs=10),
     Method("head", apply_head, 1e-2, "only the classification head trains", _head_settings, epochs=20),
-    Method("lora", apply_lora, 6e-4, "peft LoRA on the target modules, head trains", _lora_settings, epochs=7),
+    Method("lora", apply_lora, 6e-4, "peft LoRA on the target modules (default: all linear layers), head trains",
+           _lora_settings, epochs=15, lora_targets=ALL_LINEAR),
     Method("lora_scratch", apply_lora_scratch, 6e-4, "our LoRALinear on the target modules, head trains",
            _lora_settings, memory_as="lora", epochs=7),
     Method("adapter", apply_adapter, 6e-4, "bottleneck adapters (adapters library), head trains", _adapter_settings,
@@ -361,8 +394,9 @@ class MethodArguments:
         "help": "LoRA alpha; the update is scaled by alpha / r."})
     lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch input."})
     lora_target_modules: Optional[str] = field(default=None, metadata={
-        "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'); default: peft's "
-                "per-architecture default (query/value projections)."})
+        "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'), or all-linear (every "
+                "Linear of the base model's layers); default: lora all-linear, others peft's per-architecture "
+                "default (query/value projections)."})
     adapter_config: str = field(default="pfeiffer", metadata={
         "help": "Bottleneck adapter config: pfeiffer (seq_bn, one adapter per layer after the FFN) or "
                 "houlsby (double_seq_bn, after attention and after the FFN)."})
@@ -407,7 +441,10 @@ class BoundMethod:
 
 
 def bind_method(args: MethodArguments) -> BoundMethod:
-    """Look the method up and check that it can run here (one-line ValueError otherwise)."""
+    """Look the method up and check that it can run here (one-line ValueError otherwise). The method's
+    default LoRA targets are written into `args` when none were given, so run.json records them."""
     method = get_method(args.method)
     method.check(method.name)
+    if args.lora_target_modules is None and method.lora_targets:
+        args.lora_target_modules = method.lora_targets
     return BoundMethod(method, args)

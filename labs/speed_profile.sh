@@ -42,5 +42,4 @@ $PYTHON bench.py \
     --profile \
     --no_naive \
     --variant "compile=--torch_compile true" \
-    --variant "lora_compile=--method lora --torch_compile true" \
     --out "$OUT/compile"

@@ -23,6 +23,7 @@ def test_profile_phases_add_up_and_cover_each_step(tiny_models):
         assert phase in phases, phase
     assert phases["forward"] > 0 and phases["backward"] > 0 and phases["optimizer"] > 0
     # every second of train.run is in exactly one phase ("other" is the remainder, never negative)
+    # (the final scoring's evaluate() is not counted again as a per-epoch evaluation)
     assert sum(phases.values()) == pytest.approx(r["run_seconds"]) and phases["other"] >= 0
     # one median per step phase, each no larger than that phase's total over the 3 steps
     assert set(r["median_step_ms"]) == set(bench.PhaseTimer.STEP_PHASES)

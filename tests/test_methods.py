@@ -247,3 +247,33 @@ def test_frozen_linears_in_bf16_give_the_same_autocast_steps(load, method):
     # full fine-tuning has no frozen Linear: nothing is cast
     tokenizer, model = load("bert")
     assert methods.cast_frozen_linears(get_method("full").apply(model, MethodArguments()), torch.bfloat16) == []
+
+
+@pytest.mark.parametrize("kind,expected,wrapped", [
+    # tiny BERT's pooler is pretrained (not a head module): it is one of the base model's linears
+    ("bert", ["query", "key", "value", "dense"], 2 * 6 + 1),
+    ("distilbert", ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"], 2 * 6),
+    ("llama", ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 2 * 7),
+])
+def test_all_linear_wraps_every_base_model_linear(load, kind, expected, wrapped):
+    _, model = load(kind)
+    assert methods.all_linear_targets(model) == expected
+    lora = get_method("lora").apply(model, MethodArguments(method="lora", lora_target_modules="all-linear"))
+    assert sum(1 for n, _ in lora.named_modules() if n.endswith(".lora_A.default")) == wrapped
+
+
+def test_pooler_that_trains_with_the_head_is_not_a_lora_target(load):
+    _, model = load("bert")
+    model.config.untrained_pooler = True  # as get_model marks all-MiniLM-L6-v2
+    targets = methods.all_linear_targets(model)
+    assert "dense" not in targets and "pooler.dense" not in targets
+    assert not any(methods._matches("bert.pooler.dense", [t]) for t in targets)
+    assert methods._matches("bert.encoder.layer.0.attention.output.dense", targets)
+
+
+def test_lora_defaults_to_all_linear_through_bind_method():
+    args = MethodArguments(method="lora")
+    assert methods.bind_method(args).settings()["lora_target_modules"] == "all-linear"
+    assert MethodArguments(method="lora_scratch").lora_target_modules is None
+    kept = MethodArguments(method="lora", lora_target_modules="query,value")
+    assert methods.bind_method(kept).args.lora_target_modules == "query,value"

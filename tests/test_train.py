@@ -64,10 +64,12 @@ def test_main_writes_run_record(tiny_models, tmp_path, capsys):
     assert (record["method"], record["dataset"], record["seed"], record["world_size"]) == \
         ("lora", "rotten_tomatoes", 42, 1)
     assert record["settings"] == {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
-                                  "lora_target_modules": "default"}
+                                  "lora_target_modules": "all-linear"}
     assert record["config"]["learning_rate"] == get_method("lora").learning_rate  # the lora default
-    # LoRA r=8 on query/value (32x32) in 2 layers + classifier 32x2+2
-    assert record["params"]["trainable"] == 4 * 2 * 8 * 32 + 66
+    assert record["config"]["lora_target_modules"] == "all-linear"  # memory.py --compare reads it
+    # LoRA r=8, A (8 x in) + B (out x 8), on all linear layers of 2 layers (hidden 32, FFN 64): query, key,
+    # value, attention output 32->32 (4 x 8 x 64), FFN up 32->64 and down 64->32 (2 x 8 x 96); + classifier 32x2+2
+    assert record["params"]["trainable"] == 2 * (4 * 8 * 64 + 2 * 8 * 96) + 66
     assert set(record["metrics"]) == {"validation", "test"}
     for split in record["metrics"].values():
         assert set(split) == {"accuracy", "micro_f1", "macro_f1", "weight_f1", "loss"}
@@ -326,10 +328,11 @@ def test_weighted_loss_is_the_hand_weighted_cross_entropy(tiny_models, tmp_path)
     assert plain.item() == pytest.approx(ce.mean().item(), rel=1e-5)
 
 
-def test_class_weight_flag_trains_and_is_recorded(tiny_models, tmp_path, capsys):
+@pytest.mark.parametrize("method", ["full", "head"])  # head: the weighted loss on cached features too
+def test_class_weight_flag_trains_and_is_recorded(tiny_models, tmp_path, capsys, method):
     out = tmp_path / "cw"
     code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name", "acl_sup",
-                            "--method", "full", "--output_dir", str(out), *QUICK, "--class_weight", "balanced",
+                            "--method", method, "--output_dir", str(out), *QUICK, "--class_weight", "balanced",
                             "--metric_for_best_model", "macro_f1")
     assert code == 0, err
     config = read_run(out)["config"]
