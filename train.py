@@ -143,6 +143,9 @@ class FtTrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per process."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})
+    optim: str = field(default="adamw_torch_fused", metadata={
+        "help": "Optimizer (HF names). Default: torch's fused AdamW, the same update as adamw_torch in one "
+                "kernel per step (CPU and CUDA; 14 -> 10 ms a MiniLM step here, README speed)."})
     eval_strategy: str = field(default="epoch", metadata={
         "help": "When to evaluate on the validation split (no, steps, epoch)."})
     save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints (no, steps, epoch)."})

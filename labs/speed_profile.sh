@@ -19,11 +19,13 @@ $PYTHON bench.py \
     --dataset_name "$DATASET" \
     --steps "$STEPS" \
     --profile \
-    --variant "fused_adamw=--optim adamw_torch_fused" \
-    --variant "lora=--method lora" \
-    --variant "lora_frozen_bf16=--method lora --frozen_bf16 true" \
-    --variant "lora_no_dropout=--method lora --lora_dropout 0" \
+    --variant "adamw_unfused=--optim adamw_torch" \
+    --variant "lora=--method lora --lora_target_modules query,value" \
+    --variant "lora_frozen_bf16=--method lora --lora_target_modules query,value --frozen_bf16 true" \
+    --variant "lora_no_dropout=--method lora --lora_target_modules query,value --lora_dropout 0" \
     --variant "lora_scratch=--method lora_scratch" \
+    --variant "lora_all_linear=--method lora" \
+    --variant "lora_all_linear_no_dropout=--method lora --lora_dropout 0" \
     --variant "adapter=--method adapter" \
     --out "$OUT/steps"
 # shellcheck disable=SC2086

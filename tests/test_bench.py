@@ -64,7 +64,8 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     steps, whole, compiled = [line.split("|")[:-1] for line in log.read_text().splitlines()]
     assert steps[:6] == ["bench.py", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
     labels = [steps[i + 1].split("=")[0] for i, a in enumerate(steps) if a == "--variant"]
-    assert labels == ["fused_adamw", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch", "adapter"]
-    assert bench.variants([steps[steps.index("--variant") + 1]]) == [("fused_adamw", "--optim adamw_torch_fused")]
+    assert labels == ["adamw_unfused", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch", "lora_all_linear",
+                      "lora_all_linear_no_dropout", "adapter"]
+    assert bench.variants([steps[steps.index("--variant") + 1]]) == [("adamw_unfused", "--optim adamw_torch")]
     assert "--whole_run" in whole and whole[-1] == str(tmp_path / "speed" / "whole_run")
     assert "compile=--torch_compile true" in compiled and compiled[-1] == str(tmp_path / "speed" / "compile")
