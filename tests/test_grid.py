@@ -147,3 +147,24 @@ def test_run_sup_adds_each_sets_own_flags(tmp_path):
     env.update(TRAIN_ARGS_acl_sup="", DATASETS="acl_sup", METHODS="full")
     assert run_script("run_sup.sh", env).returncode == 0
     assert "--class_weight" not in log.read_text()
+
+
+def test_collect_records_copies_only_run_json_per_source(tmp_path):
+    for src, runs in (("gridA", ["acl_sup/m/full/seed1", "acl_sup/m/full/seed2"]), ("gridB", ["acl_sup/m/lora/seed1"])):
+        for run in runs:
+            folder = tmp_path / src / run
+            (folder / "checkpoint-5").mkdir(parents=True)
+            (folder / "run.json").write_text(f'{{"run": "{src}/{run}"}}')
+            (folder / "model.safetensors").write_text("weights")
+            (folder / "checkpoint-5" / "run.json").write_text("{}")  # never copied
+    dest = tmp_path / "records"
+    proc = subprocess.run(["bash", str(ROOT / "labs" / "collect_records.sh"), str(dest), str(tmp_path / "gridA"),
+                           str(tmp_path / "gridB")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    copied = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert copied == ["gridA/acl_sup/m/full/seed1/run.json", "gridA/acl_sup/m/full/seed2/run.json",
+                      "gridB/acl_sup/m/lora/seed1/run.json"]
+    assert (dest / "gridB/acl_sup/m/lora/seed1/run.json").read_text() == '{"run": "gridB/acl_sup/m/lora/seed1"}'
+    bad = subprocess.run(["bash", str(ROOT / "labs" / "collect_records.sh"), str(dest), str(tmp_path / "nope")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: source folder {tmp_path / 'nope'} does not exist"
