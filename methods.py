@@ -348,7 +348,8 @@ class Method:
 # head: a sweep on cached features (lr 1e-3 / 3e-3 / 1e-2 x 40 epochs) on acl_sup and restaurant_sup;
 # lora: search.py on restaurant_sup (results/search/restaurant_sup_lora) for lr; all linear layers and 15
 # epochs from a validation check (README "Schedules"); adapter and lora_scratch take
-# lora's learning rate (7 epochs, no search of their own); full: Gururangan et al. 2020's longer schedule with early stopping.
+# lora's learning rate (7 epochs, no search of their own); full: Gururangan et al. 2020's longer
+# schedule with early stopping.
 METHODS: Dict[str, Method] = {m.name: m for m in [
     Method("full", apply_full, 5e-5, "every parameter trains", epochs=10),
     Method("head", apply_head, 1e-2, "only the classification head trains", _head_settings, epochs=20),
