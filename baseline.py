@@ -26,7 +26,7 @@ import dataHelper
 from ftio import split_list
 from models import load_tokenizer, resolve_model_name
 from record import PeakMemory, build_record, library_versions, write_record
-from scores import classification_scores
+from scores import check_class_weight, classification_scores
 
 logger = logging.getLogger("baseline")
 
@@ -60,8 +60,7 @@ class BaselineArguments:
     output_dir: str = field(default="outputs/svm", metadata={"help": "Where run.json goes."})
 
     def __post_init__(self):
-        if self.class_weight not in ("none", "balanced"):
-            raise ValueError(f"--class_weight {self.class_weight!r} is not one of: none, balanced")
+        check_class_weight(self.class_weight)
 
 
 # ---------------------------------------------------------------------------- pooling

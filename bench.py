@@ -89,7 +89,7 @@ class PhaseTimer(TrainerCallback):
     def __init__(self):
         self.seconds: Dict[str, float] = defaultdict(float)
         self.per_step: Dict[str, List[float]] = defaultdict(list)  # step phases, one entry a step
-        self.steps, self.in_step, self.training, self.mark = 0, False, False, 0.0
+        self.in_step, self.training, self.mark = False, False, 0.0
 
     def attach(self, model) -> None:
         model.register_forward_pre_hook(lambda *_: self._forward_start())
@@ -133,7 +133,7 @@ class PhaseTimer(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kw):
         self._add("scheduler+zero_grad")
-        self.in_step, self.steps = False, self.steps + 1
+        self.in_step = False
 
     def on_evaluate(self, args, state, control, **kw):
         if self.training:
@@ -252,7 +252,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="also write the figures to OUT.json and the table to OUT.md")
     args = parser.parse_args(argv)
     args.profile = args.profile or args.whole_run
-    variants(args.variant)  # a malformed one fails before any run
+    args.variants = variants(args.variant)  # a malformed one fails before any run
     return args
 
 
@@ -285,7 +285,7 @@ def main(argv=None) -> int:
                         args.dataset_name, args.profile)]
     if not args.no_naive:
         results.append(run_once("naive", steps, args.method, extra + NAIVE, 128, args.dataset_name, args.profile))
-    for label, flags in variants(args.variant):
+    for label, flags in args.variants:
         results.append(run_once(label, steps, args.method, extra + shlex.split(flags), None, args.dataset_name,
                                 args.profile))
     what = "one epoch each" if args.whole_run else f"{args.steps} steps each"

@@ -48,3 +48,12 @@ def compute_metrics(eval_pred) -> Dict[str, float]:
     """accuracy, micro_f1, macro_f1, weight_f1 of argmax predictions."""
     logits, labels = unpack_eval_prediction(eval_pred)
     return classification_scores(np.argmax(logits, axis=-1), labels)
+
+
+CLASS_WEIGHTS = ("none", "balanced")  # train.py and baseline.py --class_weight
+
+
+def check_class_weight(value: str) -> None:
+    """One-line ValueError unless `value` is a --class_weight choice."""
+    if value not in CLASS_WEIGHTS:
+        raise ValueError(f"--class_weight {value!r} is not one of: {', '.join(CLASS_WEIGHTS)}")

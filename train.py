@@ -38,6 +38,7 @@ from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_line
                      learning_rate_help)
 from models import load_tokenizer, resolve_model_name, untrained_pooler
 from record import PeakMemory, build_record, write_record
+from scores import check_class_weight
 from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
 
 logger = logging.getLogger("ftlab.train")
@@ -112,9 +113,6 @@ def bf16_supported(device_type: Optional[str] = None) -> bool:
     return cpu_supports_bf16()
 
 
-CLASS_WEIGHTS = ("none", "balanced")
-
-
 def balanced_class_weights(labels: Sequence[int], num_labels: int) -> torch.Tensor:
     """(num_labels,) float32 weights n / (num_labels x count_c); a class absent from train weighs 0."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_labels).astype(np.float64)
@@ -182,8 +180,7 @@ class FtTrainingArguments(TrainingArguments):
             self.use_cpu = True  # HF accepts bf16 without a GPU only on the CPU path (torch.autocast cpu)
         if self.report_to in (None, "auto"):
             self.report_to = default_report_to()
-        if self.class_weight not in CLASS_WEIGHTS:
-            raise ValueError(f"--class_weight {self.class_weight!r} is not one of: {', '.join(CLASS_WEIGHTS)}")
+        check_class_weight(self.class_weight)
         super().__post_init__()
 
 

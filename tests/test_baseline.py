@@ -87,3 +87,10 @@ def test_cli_unknown_dataset_is_a_one_line_error(tmp_path, bert, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and "nope" in err
     assert not (tmp_path / "run.json").exists()
+
+
+def test_cli_bad_class_weight_is_a_one_line_error(tmp_path, bert, capsys):
+    code = baseline.main(["--model_name_or_path", bert, "--class_weight", "inverse", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == "error: --class_weight 'inverse' is not one of: none, balanced"
+    assert not (tmp_path / "run.json").exists()
