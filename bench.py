@@ -29,9 +29,11 @@ import argparse
 import contextlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -234,6 +236,169 @@ def phase_table(results: List[dict], startup: Optional[float]) -> str:
     return "\n".join(rows)
 
 
+# ---------------------------------------------------------------- time to accuracy
+
+# The naive setup of --time_to_accuracy, as the HF text-classification example trains: NAIVE's fp32, batch 8,
+# pad to 128 and random batches, 3 epochs at lr 5e-5, no evaluation or checkpoint while training, the last
+# model tested.
+NAIVE_RUN = NAIVE + ["--num_train_epochs", "3", "--learning_rate", "5e-5", "--eval_strategy", "no",
+                     "--save_strategy", "no", "--load_best_model_at_end", "false"]
+
+
+class TestProbe(TrainerCallback):
+    """Test accuracy every `every` epochs while training, for the time-to-accuracy figure only: what the
+    run decides (best epoch, early stopping) reads validation, never these numbers. `seconds` counts from
+    `started` (the process start) and leaves the probes' own time out. Stops training once `target` is
+    reached (as MLPerf's time-to-train does) or at `max_epochs`."""
+
+    def __init__(self, trainer, test, started: float, every: float, target: Optional[float] = None,
+                 max_epochs: Optional[float] = None):
+        self.trainer, self.test, self.started = trainer, test, started
+        self.every, self.target, self.max_epochs = every, target, max_epochs
+        self.points: List[dict] = []
+        self.reached: Optional[dict] = None
+        self.probe_seconds, self.interval = 0.0, 1
+
+    def on_train_begin(self, args, state, control, train_dataloader=None, **kw):
+        steps_per_epoch = len(train_dataloader) / max(1, args.gradient_accumulation_steps)
+        self.interval = max(1, round(steps_per_epoch * self.every))
+
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step % self.interval and state.global_step != state.max_steps:
+            return
+        start = time.time()
+        seconds = start - self.started - self.probe_seconds
+        # predict draws from the global generator (the eval loader): fork it, so dropout and the batches go on
+        # as they would without the probe (a test checks the trained weights are identical)
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            accuracy = float(self.trainer.predict(self.test, metric_key_prefix="probe").metrics["probe_accuracy"])
+        self.probe_seconds += time.time() - start
+        point = {"step": state.global_step, "epoch": round(float(state.epoch), 3), "seconds": round(seconds, 2),
+                 "accuracy": accuracy}
+        self.points.append(point)
+        if self.target is not None and accuracy >= self.target and self.reached is None:
+            self.reached = point
+            control.should_training_stop = True
+        if self.max_epochs is not None and state.epoch >= self.max_epochs - 1e-6:
+            control.should_training_stop = True
+
+
+def probe_run(argv: List[str], every: Optional[float], target: Optional[float] = None,
+              max_epochs: Optional[float] = None, started: Optional[float] = None) -> dict:
+    """One train.run (in this process) with a TestProbe every `every` epochs (None: no probe); the probe
+    points, where the target was first reached, and the run's final test accuracy and train time."""
+    started = time.time() if started is None else started
+    probes: List[TestProbe] = []
+    original = train.build_trainer
+
+    def build_trainer(model, tokenizer, tokenized, *args, **kwargs):
+        trainer = original(model, tokenizer, tokenized, *args, **kwargs)
+        if every is not None:
+            probes.append(TestProbe(trainer, tokenized["test"], started, every, target, max_epochs))
+            trainer.add_callback(probes[-1])
+        return trainer
+
+    train.build_trainer = build_trainer
+    try:
+        record = train.run(*train.parse_args(argv))
+    finally:
+        train.build_trainer = original
+    probe = probes[0] if probes else None
+    return {"points": probe.points if probe else [], "reached": probe.reached if probe else None,
+            "final_test_accuracy": record["metrics"]["test"]["accuracy"],
+            "train_seconds": record["time"]["train_seconds"], "epochs": record["training"]["epochs"]}
+
+
+def run_child(argv: List[str], every: Optional[float], target: Optional[float], max_epochs: Optional[float]) -> dict:
+    """probe_run in a fresh Python process (imports count, as they do for a user): adds process_seconds,
+    the wall time from spawning the process to its exit. The run's output folder is removed."""
+    work = tempfile.mkdtemp(prefix="bench-tta-")
+    spec = {"argv": argv + ["--output_dir", os.path.join(work, "run")], "every": every, "target": target,
+            "max_epochs": max_epochs, "result": os.path.join(work, "result.json")}
+    with open(os.path.join(work, "spec.json"), "w") as f:
+        json.dump(spec, f)
+    try:
+        started = time.time()
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--tta_worker", os.path.join(work, "spec.json")],
+                              env=dict(os.environ, FTLAB_TTA_STARTED=repr(started)))
+        seconds = time.time() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"error: time-to-accuracy run failed (exit {proc.returncode}): train.py {shlex.join(argv)}")
+        with open(spec["result"]) as f:
+            return {**json.load(f), "process_seconds": seconds}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def tta_worker(spec_path: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    started = float(os.environ.get("FTLAB_TTA_STARTED", START))
+    result = probe_run(spec["argv"], spec["every"], spec["target"], spec["max_epochs"], started)
+    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB; whole process
+    write_atomic(spec["result"], json.dumps(result))
+    return 0
+
+
+def band(accuracies: List[float]) -> tuple:
+    """(mean, sample std) of the naive runs' test accuracies; the target is mean - std ("within one std")."""
+    mean = statistics.mean(accuracies)
+    return mean, statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0
+
+
+def time_to_accuracy(args, runner=run_child) -> dict:
+    """The naive setup's 3-epoch test accuracy band over the seeds (or read from --naive_from), then each
+    seed of train.py's defaults (plus --train_args) until its probe reaches the band's lower edge."""
+    common = ["--model_name_or_path", args.model, "--dataset_name", args.dataset_name, "--method", args.method,
+              "--report_to", "none", "--disable_tqdm", "true", *shlex.split(args.common_args)]
+    if args.naive_from:
+        with open(args.naive_from) as f:
+            naive = json.load(f)["naive"]
+    else:
+        naive = [{"seed": s, **runner(common + NAIVE_RUN + ["--seed", str(s)], None, None, None)} for s in args.seeds]
+    mean, std = band([r["final_test_accuracy"] for r in naive])
+    target = mean - std
+    default = [{"seed": s, **runner(common + shlex.split(args.train_args) + ["--seed", str(s)], args.probe_every,
+                                    target, args.tta_max_epochs)} for s in args.seeds]
+    return {"naive": naive, "default": default, "naive_mean": mean, "naive_std": std, "target": target,
+            "naive_seconds": statistics.mean(r["process_seconds"] for r in naive)}
+
+
+def _gib(run: dict) -> str:
+    return f"{run['peak_rss_bytes'] / 2 ** 30:.2f}" if run.get("peak_rss_bytes") else "-"
+
+
+def tta_table(result: dict, what: str) -> str:
+    """Markdown: the naive runs, the band, each default seed's time to it and the ratio."""
+    naive_seconds = result["naive_seconds"]
+    lines = [f"time to accuracy: {what}",
+             f"naive band: test accuracy {result['naive_mean']:.4f} ± {result['naive_std']:.4f} "
+             f"(target >= {result['target']:.4f}), mean whole process {naive_seconds:.1f} s",
+             "", "| setup | seed | test acc | seconds | epochs | / naive wall | peak RSS GiB |", "|---|---|---|---|---|---|---|"]
+    for r in result["naive"]:
+        lines.append(f"| naive (3 epochs, whole process) | {r['seed']} | {r['final_test_accuracy']:.4f} | "
+                     f"{r['process_seconds']:.1f} | {r['epochs']:g} | {r['process_seconds'] / naive_seconds:.3f} | {_gib(r)} |")
+    reached = []
+    for r in result["default"]:
+        hit = r["reached"]
+        if hit:
+            reached.append(hit["seconds"])
+            lines.append(f"| default (time to target) | {r['seed']} | {hit['accuracy']:.4f} | {hit['seconds']:.1f} | "
+                         f"{hit['epoch']:g} | {hit['seconds'] / naive_seconds:.3f} (1/{naive_seconds / hit['seconds']:.1f}) | "
+                         f"{_gib(r)} |")
+        else:
+            best = max((p["accuracy"] for p in r["points"]), default=float("nan"))
+            lines.append(f"| default (not reached; best probe) | {r['seed']} | {best:.4f} | - | {r['epochs']:g} | - | "
+                         f"{_gib(r)} |")
+    if len(reached) == len(result["default"]):
+        slowest = max(reached)
+        lines += ["", f"every seed reached the band; slowest {slowest:.1f} s = 1/{naive_seconds / slowest:.1f} of the "
+                      f"naive wall time (mean {statistics.mean(reached):.1f} s = 1/{naive_seconds / statistics.mean(reached):.1f})"]
+    else:
+        lines += ["", f"{len(result['default']) - len(reached)} of {len(result['default'])} seeds did not reach the band"]
+    return "\n".join(lines)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per setup")
@@ -250,6 +415,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="one more setup: train.py flags on top of the defaults, e.g. "
                              "'fused=--optim adamw_torch_fused' or 'lora=--method lora' (repeatable)")
     parser.add_argument("--out", default=None, help="also write the figures to OUT.json and the table to OUT.md")
+    tta = parser.add_argument_group("time to accuracy (--time_to_accuracy)")
+    tta.add_argument("--time_to_accuracy", action="store_true",
+                     help="naive setup (3 epochs, as the HF example) per seed for its test accuracy band, then train.py's "
+                          "defaults per seed until a test probe reaches the band: wall time of each, from process start")
+    tta.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of both setups")
+    tta.add_argument("--probe_every", type=float, default=0.25, help="epochs between test probes of the default setup")
+    tta.add_argument("--tta_max_epochs", type=float, default=3.0,
+                     help="the default setup stops here if its probe has not reached the band")
+    tta.add_argument("--naive_from", default=None,
+                     help="OUT.json of an earlier --time_to_accuracy run: reuse its naive runs instead of training them")
+    tta.add_argument("--common_args", default="", help="train.py flags for both setups, one string (e.g. data limits)")
+    parser.add_argument("--tta_worker", default=None, help=argparse.SUPPRESS)  # internal: one child run
     args = parser.parse_args(argv)
     args.profile = args.profile or args.whole_run
     args.variants = variants(args.variant)  # a malformed one fails before any run
@@ -275,8 +452,24 @@ def flops_line(r: dict, n: int, peak: float) -> str:
             f"({100 * executed / peak:5.1f}%)")
 
 
+def report_time_to_accuracy(args) -> int:
+    result = time_to_accuracy(args)
+    text = tta_table(result, f"{args.model}, {args.dataset_name}, method {args.method}, default + "
+                             f"'{args.train_args}', seeds {' '.join(map(str, args.seeds))}, probe every "
+                             f"{args.probe_every:g} epochs, {torch.get_num_threads()} threads")
+    print("\n" + text)
+    if args.out:
+        write_atomic(args.out + ".json", json.dumps({"args": vars(args), **result}, indent=1))
+        write_atomic(args.out + ".md", text + "\n")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.tta_worker:
+        return tta_worker(args.tta_worker)
+    if args.time_to_accuracy:
+        return report_time_to_accuracy(args)
     extra = ["--model_name_or_path", args.model]
     peak = gemm_peak_flops()
     n = non_embedding_params(args.model)

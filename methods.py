@@ -347,9 +347,10 @@ class Method:
 # epochs without improvement): chosen on validation with the embedded MiniLM, see README "Schedules".
 # head: a sweep on cached features (lr 1e-3 / 3e-3 / 1e-2 x 40 epochs) on acl_sup and restaurant_sup;
 # lora: search.py on restaurant_sup (results/search/restaurant_sup_lora) for lr; all linear layers and 15
-# epochs from a validation check (README "Schedules"); adapter and lora_scratch take
-# lora's learning rate (7 epochs, no search of their own); full: Gururangan et al. 2020's longer
-# schedule with early stopping.
+# epochs from a validation check (README "Schedules"); adapter: lr 1e-3 and 20 epochs from validation
+# trials on restaurant_sup (results/search/adapter_trials.md: 7 epochs at 6e-4 stopped still improving);
+# lora_scratch takes lora's learning rate (7 epochs, no search of its own); full: Gururangan et al. 2020's
+# longer schedule with early stopping.
 METHODS: Dict[str, Method] = {m.name: m for m in [
     Method("full", apply_full, 5e-5, "every parameter trains", epochs=10),
     Method("head", apply_head, 1e-2, "only the classification head trains", _head_settings, epochs=20),
@@ -357,8 +358,8 @@ METHODS: Dict[str, Method] = {m.name: m for m in [
            _lora_settings, epochs=15, lora_targets=ALL_LINEAR),
     Method("lora_scratch", apply_lora_scratch, 6e-4, "our LoRALinear on the target modules, head trains",
            _lora_settings, memory_as="lora", epochs=7),
-    Method("adapter", apply_adapter, 6e-4, "bottleneck adapters (adapters library), head trains", _adapter_settings,
-           epochs=7),
+    Method("adapter", apply_adapter, 1e-3, "bottleneck adapters (adapters library), head trains", _adapter_settings,
+           epochs=20),
     Method("qlora", apply_qlora, 2e-4, "4-bit NF4 base + peft LoRA, paged 8-bit AdamW (CUDA)", _lora_settings,
            load_kwargs=qlora_load_kwargs, check=check_cuda, training_overrides={"optim": "paged_adamw_8bit"}),
 ]}

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Where a training step's time goes, and what each speed option buys (issue 12): bench.py's per-phase
 # profile of train.py's defaults (full fine-tuning) beside the naive setup and the variants below, then
-# one epoch of a whole run (evaluation, checkpoint, test scoring). Figures in OUT/*.md and OUT/*.json.
+# one epoch of a whole run (evaluation, checkpoint, test scoring), torch.compile, and last the headline:
+# time to accuracy against the naive setup (3 seeds each). Figures in OUT/*.md and OUT/*.json.
 #
-#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~15 min on 2 cores; nothing else running
+#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~75 min on 2 cores; nothing else running
+#   TTA=0 DATA_DIR=../shared/data labs/speed_profile.sh      # ~15 min: without time to accuracy
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -11,6 +13,8 @@ OUT="${OUT:-results/speed}"
 DATASET="${DATASET:-restaurant_sup}"
 STEPS="${STEPS:-40}"
 PYTHON="${PYTHON:-uv run}"
+TTA="${TTA:-1}"                      # 0: skip time to accuracy (the naive setup's 3 seeds take ~45 min here)
+TTA_MAX_EPOCHS="${TTA_MAX_EPOCHS:-5}"
 
 cd "$ROOT"
 mkdir -p "$OUT"
@@ -45,3 +49,14 @@ $PYTHON bench.py \
     --no_naive \
     --variant "compile=--torch_compile true" \
     --out "$OUT/compile"
+# Time to accuracy: the naive setup (fp32, batch 8, pad to 128, random batches, 3 epochs) per seed gives the
+# test accuracy band; train.py's defaults per seed run until a test probe (every 1/4 epoch, measurement
+# only) reaches it; wall time from process start, probes left out.
+if [[ "$TTA" != 0 ]]; then
+    # shellcheck disable=SC2086
+    $PYTHON bench.py \
+        --dataset_name "$DATASET" \
+        --time_to_accuracy \
+        --tta_max_epochs "$TTA_MAX_EPOCHS" \
+        --out "$OUT/time_to_accuracy"
+fi

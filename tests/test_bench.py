@@ -61,7 +61,9 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     proc = subprocess.run(["bash", str(root / "labs" / "speed_profile.sh")], capture_output=True, text=True,
                           env=dict(os.environ, PYTHON=str(stand_in), OUT=str(tmp_path / "speed")), cwd="/")
     assert proc.returncode == 0, proc.stderr
-    steps, whole, compiled = [line.split("|")[:-1] for line in log.read_text().splitlines()]
+    steps, whole, compiled, tta = [line.split("|")[:-1] for line in log.read_text().splitlines()]
+    assert tta[-5:] == ["--time_to_accuracy", "--tta_max_epochs", "5", "--out", str(tmp_path / "speed" / "time_to_accuracy")]
+    bench.parse_args(tta[1:])  # every flag the lab passes is one bench.py knows
     assert steps[:6] == ["bench.py", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
     labels = [steps[i + 1].split("=")[0] for i, a in enumerate(steps) if a == "--variant"]
     assert labels == ["adamw_unfused", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch", "lora_all_linear",
@@ -69,3 +71,89 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     assert bench.variants([steps[steps.index("--variant") + 1]]) == [("adamw_unfused", "--optim adamw_torch")]
     assert "--whole_run" in whole and whole[-1] == str(tmp_path / "speed" / "whole_run")
     assert "compile=--torch_compile true" in compiled and compiled[-1] == str(tmp_path / "speed" / "compile")
+    log.unlink()
+    subprocess.run(["bash", str(root / "labs" / "speed_profile.sh")], check=True, cwd="/",
+                   env=dict(os.environ, PYTHON=str(stand_in), OUT=str(tmp_path / "speed"), TTA="0"))
+    assert len(log.read_text().splitlines()) == 3  # TTA=0: no time-to-accuracy run
+
+
+# ---------------------------------------------------------------- time to accuracy
+
+def _tiny_argv(tiny_models, tmp_path, *more):
+    return ["--model_name_or_path", tiny_models("bert"), "--data_dir", FIXTURES, "--dataset_name", "restaurant_sup",
+            "--method", "full", "--report_to", "none", "--disable_tqdm", "true", "--seed", "1",
+            "--output_dir", str(tmp_path), *more]
+
+
+def test_probe_scores_test_every_half_epoch_without_changing_the_run(tiny_models, tmp_path):
+    argv = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--max_train_samples", "64"]  # 16 steps an epoch
+    plain = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "plain", *argv), None)
+    probed = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "probed", *argv), 0.5)
+    assert plain["points"] == [] and plain["reached"] is None
+    # probes at epochs 0.5, 1, 1.5, 2; their time (process start to the probe, probes left out) only grows
+    assert [p["epoch"] for p in probed["points"]] == [0.5, 1.0, 1.5, 2.0]
+    seconds = [p["seconds"] for p in probed["points"]]
+    assert seconds == sorted(seconds) and all(0 <= p["accuracy"] <= 1 for p in probed["points"])
+    # scoring test in between changes nothing the run does: the same trained weights, the same final score
+    from safetensors.torch import load_file
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("plain", "probed"))
+    assert a.keys() == b.keys() and all(bench.torch.equal(a[k], b[k]) for k in a)
+    assert probed["final_test_accuracy"] == plain["final_test_accuracy"] and probed["epochs"] == plain["epochs"] == 2.0
+
+
+def test_probe_stops_training_at_the_target_or_at_max_epochs(tiny_models, tmp_path):
+    argv = ["--num_train_epochs", "3", "--per_device_train_batch_size", "4", "--max_train_samples", "64"]
+    hit = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "hit", *argv), 0.5, target=0.0)
+    assert hit["reached"] == hit["points"][0] and len(hit["points"]) == 1 and hit["epochs"] == 0.5
+    capped = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "cap", *argv), 1.0, target=2.0, max_epochs=1)
+    assert capped["reached"] is None and [p["epoch"] for p in capped["points"]] == [1.0] and capped["epochs"] == 1.0
+
+
+def test_time_to_accuracy_band_target_and_ratio_by_hand():
+    calls = []
+
+    def runner(argv, every, target, max_epochs):
+        calls.append((argv, every, target, max_epochs))
+        seed = int(argv[argv.index("--seed") + 1])
+        if every is None:  # naive: accuracies 0.80 / 0.82 / 0.84, 100 / 110 / 120 s
+            return {"final_test_accuracy": 0.78 + 0.02 * seed, "process_seconds": 90.0 + 10 * seed, "epochs": 3.0,
+                    "points": [], "reached": None}
+        point = {"seconds": 10.0 + seed, "accuracy": 0.81, "epoch": 0.5, "step": 5}
+        return {"final_test_accuracy": 0.81, "process_seconds": 60.0, "epochs": 0.5, "points": [point],
+                "reached": point if seed < 3 else None}
+
+    args = bench.parse_args(["--time_to_accuracy", "--train_args", "--learning_rate 1e-4", "--probe_every", "0.5"])
+    result = bench.time_to_accuracy(args, runner=runner)
+    # mean 0.82, sample std 0.02: the target is 0.80; the naive mean wall time is 110 s
+    assert result["naive_mean"] == pytest.approx(0.82) and result["naive_std"] == pytest.approx(0.02)
+    assert result["target"] == pytest.approx(0.80) and result["naive_seconds"] == pytest.approx(110.0)
+    naive_argv, default_argv = calls[0][0], calls[3][0]
+    assert "--pad_to_max_length" in naive_argv and naive_argv[naive_argv.index("--num_train_epochs") + 1] == "3"
+    assert "--learning_rate" in default_argv and "--pad_to_max_length" not in default_argv
+    assert calls[3][1:] == (0.5, pytest.approx(0.80), 3.0)
+    table = bench.tta_table(result, "test")
+    assert "| default (time to target) | 1 | 0.8100 | 11.0 | 0.5 | 0.100 (1/10.0) | - |" in table
+    assert "| default (not reached; best probe) | 3 | 0.8100 |" in table and "1 of 3 seeds did not reach" in table
+    result["default"][2]["reached"] = result["default"][2]["points"][0]  # seed 3 at 13 s: slowest
+    assert "slowest 13.0 s = 1/8.5 of the naive wall time (mean 12.0 s = 1/9.2)" in bench.tta_table(result, "test")
+
+
+def test_time_to_accuracy_command_runs_both_setups_in_child_processes(tiny_models, tmp_path):
+    out = tmp_path / "tta"
+    common = f"--data_dir {FIXTURES} --max_train_samples 16 --per_device_eval_batch_size 64"
+    assert bench.main(["--time_to_accuracy", "--model", tiny_models("bert"), "--dataset_name", "restaurant_sup",
+                       "--seeds", "1", "--probe_every", "1", "--tta_max_epochs", "1", "--common_args", common,
+                       "--out", str(out)]) == 0
+    import json
+    saved = json.loads((tmp_path / "tta.json").read_text())
+    naive, default = saved["naive"][0], saved["default"][0]
+    assert naive["epochs"] == 3.0 and naive["process_seconds"] > 0 and naive["points"] == []
+    assert naive["peak_rss_bytes"] > 100 * 2 ** 20  # the child's own peak (torch alone is more than 100 MiB)
+    # default: probed once (epoch 1, its cap); the target is the naive accuracy (one seed: std 0)
+    assert saved["target"] == naive["final_test_accuracy"] and [p["epoch"] for p in default["points"]] == [1.0]
+    assert "naive band: test accuracy" in (tmp_path / "tta.md").read_text()
+    # a rerun reuses the naive runs of that file
+    args = bench.parse_args(["--time_to_accuracy", "--naive_from", str(tmp_path / "tta.json"), "--seeds", "1"])
+    seen = []
+    bench.time_to_accuracy(args, runner=lambda argv, *rest: seen.append(rest) or default)
+    assert seen == [(0.25, saved["target"], 3.0)]
