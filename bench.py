@@ -5,6 +5,7 @@
 
     DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --profile --steps 40  # per phase
     DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --whole_run           # one epoch
+    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --time_to_accuracy    # the headline
 
 Both runs train the same model for the same number of optimizer steps through train.run:
 - default: train.py as it is (bf16 autocast where supported, batch 32, dynamic padding, length-grouped batches);
@@ -22,6 +23,10 @@ and checkpoint at the epoch, test scored) and adds the run's named steps: start-
 data, model load, tokenization, evaluation, checkpoint saves, final save, test scoring, run.json.
 --train_args adds train.py flags to the default setup; --variant LABEL=FLAGS adds a setup (each is
 measured in the same process, one after the other, and compared with the default).
+
+--time_to_accuracy: the naive setup trains 3 epochs per seed (its test accuracies give the band, target =
+mean - std), then train.py's defaults (+ --train_args) per seed until a test probe every --probe_every
+epochs reaches the target; each run is a child process timed from its spawn (TestProbe, run_child).
 """
 from __future__ import annotations
 
