@@ -4,7 +4,7 @@
 # one epoch of a whole run (evaluation, checkpoint, test scoring), torch.compile, and last the headline:
 # time to accuracy against the naive setup (3 seeds each). Figures in OUT/*.md and OUT/*.json.
 #
-#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~75 min on 2 cores; nothing else running
+#   DATA_DIR=../shared/data labs/speed_profile.sh            # ~80 min on 2 cores; nothing else running
 #   TTA=0 DATA_DIR=../shared/data labs/speed_profile.sh      # ~15 min: without time to accuracy
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +13,7 @@ OUT="${OUT:-results/speed}"
 DATASET="${DATASET:-restaurant_sup}"
 STEPS="${STEPS:-40}"
 PYTHON="${PYTHON:-uv run}"
-TTA="${TTA:-1}"                      # 0: skip time to accuracy (the naive setup's 3 seeds take ~45 min here)
+TTA="${TTA:-1}"                      # 0: skip time to accuracy (the naive setup's 3 seeds take ~50 min here)
 TTA_MAX_EPOCHS="${TTA_MAX_EPOCHS:-5}"
 
 cd "$ROOT"
