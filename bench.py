@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 START = time.perf_counter()  # before torch/transformers load: the start-up phase of --whole_run
 
@@ -169,22 +169,36 @@ def timed_steps(seconds: Dict[str, float], timer: PhaseTimer):
                 seconds[names[name]] += _now() - start
         return timed
 
-    def build_trainer(*args, **kwargs):
-        trainer = originals_build(*args, **kwargs)
+    def attach(trainer, tokenized):
         trainer.add_callback(timer)
         timer.attach(trainer.model)
-        return trainer
 
-    originals_build = train.build_trainer
     try:
         for name, fn in originals.items():
             setattr(train, name, wrap(name, fn))
-        train.build_trainer = build_trainer
-        yield
+        with on_trainer_built(attach):
+            yield
     finally:
         for name, fn in originals.items():
             setattr(train, name, fn)
-        train.build_trainer = originals_build
+
+
+@contextlib.contextmanager
+def on_trainer_built(hook: Callable):
+    """train.build_trainer patched for the duration: hook(trainer, tokenized) sees each trainer that
+    train.run builds (to add a callback), before training starts."""
+    original = train.build_trainer
+
+    def build_trainer(model, tokenizer, tokenized, *args, **kwargs):
+        trainer = original(model, tokenizer, tokenized, *args, **kwargs)
+        hook(trainer, tokenized)
+        return trainer
+
+    train.build_trainer = build_trainer
+    try:
+        yield
+    finally:
+        train.build_trainer = original
 
 
 def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to: int | None, dataset: str,
@@ -294,20 +308,13 @@ def probe_run(argv: List[str], every: Optional[float], target: Optional[float] =
     points, where the target was first reached, and the run's final test accuracy and train time."""
     started = time.time() if started is None else started
     probes: List[TestProbe] = []
-    original = train.build_trainer
 
-    def build_trainer(model, tokenizer, tokenized, *args, **kwargs):
-        trainer = original(model, tokenizer, tokenized, *args, **kwargs)
-        if every is not None:
-            probes.append(TestProbe(trainer, tokenized["test"], started, every, target, max_epochs))
-            trainer.add_callback(probes[-1])
-        return trainer
+    def add_probe(trainer, tokenized):
+        probes.append(TestProbe(trainer, tokenized["test"], started, every, target, max_epochs))
+        trainer.add_callback(probes[-1])
 
-    train.build_trainer = build_trainer
-    try:
+    with on_trainer_built(add_probe) if every is not None else contextlib.nullcontext():
         record = train.run(*train.parse_args(argv))
-    finally:
-        train.build_trainer = original
     probe = probes[0] if probes else None
     return {"points": probe.points if probe else [], "reached": probe.reached if probe else None,
             "final_test_accuracy": record["metrics"]["test"]["accuracy"],
@@ -396,9 +403,9 @@ def tta_table(result: dict, what: str) -> str:
             lines.append(f"| default (not reached; best probe) | {r['seed']} | {best:.4f} | - | {r['epochs']:g} | - | "
                          f"{_gib(r)} |")
     if len(reached) == len(result["default"]):
-        slowest = max(reached)
+        slowest, mean = max(reached), statistics.mean(reached)
         lines += ["", f"every seed reached the band; slowest {slowest:.1f} s = 1/{naive_seconds / slowest:.1f} of the "
-                      f"naive wall time (mean {statistics.mean(reached):.1f} s = 1/{naive_seconds / statistics.mean(reached):.1f})"]
+                      f"naive wall time (mean {mean:.1f} s = 1/{naive_seconds / mean:.1f})"]
     else:
         lines += ["", f"{len(result['default']) - len(reached)} of {len(result['default'])} seeds did not reach the band"]
     return "\n".join(lines)
