@@ -33,6 +33,7 @@ import headcache
 import modelcard
 import tracking
 from dataHelper import sep_token_for
+from fastdropout import use_fast_dropout
 from ftio import read_text, split_list, write_atomic
 from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_linears, count_parameters, epochs_help,
                      learning_rate_help)
@@ -168,6 +169,10 @@ class FtTrainingArguments(TrainingArguments):
                 "the matmuls autocast would run anyway, without casting every frozen matrix at every use; "
                 "cast back to float32 before the model is saved. Off by default: no faster on MiniLM here "
                 "(README, speed)."})
+    fast_dropout: bool = field(default=True, metadata={
+        "help": "Draw CPU dropout masks two elements per random draw (fastdropout.FastDropout: the same dropout, "
+                "p rounded to 1/32768; one MiniLM epoch here: full fine-tuning 1.05x, LoRA on all linear layers "
+                "1.35x the samples/s, README speed); false: torch's nn.Dropout. No effect on CUDA."})
     class_weight: str = field(default="none", metadata={
         "help": "Per-class loss weights: none, or balanced (n / (classes x count of the class) on train, "
                 "scikit-learn's rule: rare classes weigh more; for imbalanced sets scored by macro-F1)."})
@@ -567,6 +572,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     _, model = get_model(model_args.model_name_or_path, len(label_names), label_names, method.load_kwargs(),
                          model_args.trust_remote_code, tokenizer=tokenizer)
     model = method.apply(model)
+    if targs.fast_dropout:
+        use_fast_dropout(model)  # after the method: peft's lora_dropout modules too
     trainable, total = count_parameters(model)
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)

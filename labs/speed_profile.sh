@@ -24,6 +24,7 @@ $PYTHON bench.py \
     --steps "$STEPS" \
     --profile \
     --variant "adamw_unfused=--optim adamw_torch" \
+    --variant "torch_dropout=--fast_dropout false" \
     --variant "lora=--method lora --lora_target_modules query,value" \
     --variant "lora_frozen_bf16=--method lora --lora_target_modules query,value --frozen_bf16 true" \
     --variant "lora_no_dropout=--method lora --lora_target_modules query,value --lora_dropout 0" \
@@ -38,6 +39,8 @@ $PYTHON bench.py \
     --whole_run \
     --no_naive \
     --variant "lora=--method lora" \
+    --variant "torch_dropout=--fast_dropout false" \
+    --variant "lora_torch_dropout=--method lora --fast_dropout false" \
     --out "$OUT/whole_run"
 # torch.compile (inductor, dynamic shapes after the first recompile): its compile time is in the sums,
 # the median step shows the steady state. Last, so a slow compile delays nothing above.

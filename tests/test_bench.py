@@ -39,6 +39,15 @@ def test_whole_run_times_evaluation_and_checkpoints(tiny_models):
     r = bench.run_once("default", None, "full", extra, None, "restaurant_sup", profile=True)
     assert r["phases"]["evaluation (per epoch)"] > 0 and r["phases"]["checkpoint saves"] > 0
     assert r["phases"]["test + validation scoring"] > 0
+    # the steps alone took less time than the loop that also evaluated and saved
+    assert 0 < r["step_seconds"] < r["train_seconds"]
+
+
+def test_in_steps_flops_scales_the_loop_rate_by_its_share_of_step_time():
+    r = {"useful_tokens_per_second": 1000.0, "train_seconds": 10.0, "step_seconds": 8.0}
+    # 6 x 1M params x 1000 tokens/s over the 10 s loop, of which 8 s were steps: 6 GFLOP/s -> 7.5 in the steps
+    assert bench.in_steps_flops(r, 1_000_000, 1e10) == "  in the steps alone    7.50 GFLOP/s ( 75.0%)"
+    assert bench.in_steps_flops({"useful_tokens_per_second": 1.0}, 1, 1.0) == ""  # no --profile: no figure
 
 
 def test_variant_specs_are_checked():
@@ -66,8 +75,8 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     bench.parse_args(tta[1:])  # every flag the lab passes is one bench.py knows
     assert steps[:6] == ["bench.py", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
     labels = [steps[i + 1].split("=")[0] for i, a in enumerate(steps) if a == "--variant"]
-    assert labels == ["adamw_unfused", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch", "lora_all_linear",
-                      "lora_all_linear_no_dropout", "adapter"]
+    assert labels == ["adamw_unfused", "torch_dropout", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch",
+                      "lora_all_linear", "lora_all_linear_no_dropout", "adapter"]
     assert bench.variants([steps[steps.index("--variant") + 1]]) == [("adamw_unfused", "--optim adamw_torch")]
     assert "--whole_run" in whole and whole[-1] == str(tmp_path / "speed" / "whole_run")
     assert "compile=--torch_compile true" in compiled and compiled[-1] == str(tmp_path / "speed" / "compile")

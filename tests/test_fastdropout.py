@@ -1,0 +1,104 @@
+"""fastdropout.py: the mask's rate and independence, torch's dropout arithmetic, and train.py's wiring."""
+import pytest
+import torch
+from torch import nn
+
+import bench
+import methods
+import train
+from fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from train import get_model
+
+FIXTURES = bench.os.path.join(bench.os.path.dirname(__file__), "fixtures")
+
+
+def test_threshold_rounds_p_to_a_multiple_of_1_over_32768():
+    assert drop_threshold(0.1) == 3277  # 0.1 x 32768 = 3276.8
+    assert drop_threshold(0.0) == 0 and drop_threshold(1.0) == 32768 and drop_threshold(0.5) == 16384
+
+
+def test_mask_keeps_1_minus_p_in_both_lanes_of_a_draw():
+    torch.manual_seed(0)
+    mask = keep_mask((1000, 1000), 0.1).view(-1)
+    assert mask.dtype == torch.bool and mask.shape == (1_000_000,)
+    # each half of a 31-bit draw is a lane: a lane with fewer random bits would keep far more than 0.9
+    # (sd of a rate over 500,000 elements: sqrt(0.9 x 0.1 / 5e5) = 0.00042; 0.002 is ~5 sd)
+    expected = 1 - 3277 / 32768
+    for lane in (mask[0::2], mask[1::2]):
+        assert lane.float().mean().item() == pytest.approx(expected, abs=0.002)
+    # neighbours (the two lanes of one draw) are independent: both kept at rate ~0.81
+    pairs = mask.view(-1, 2)
+    assert (pairs[:, 0] & pairs[:, 1]).float().mean().item() == pytest.approx(expected ** 2, abs=0.003)
+
+
+def test_mask_repeats_with_the_seed_and_odd_sizes_work():
+    torch.manual_seed(3)
+    a = keep_mask((7, 3), 0.3)
+    torch.manual_seed(3)
+    b = keep_mask((7, 3), 0.3)
+    torch.manual_seed(4)
+    c = keep_mask((7, 3), 0.3)
+    assert a.shape == (7, 3) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_values_and_gradient_follow_torch_dropout_arithmetic(dtype):
+    torch.manual_seed(1)
+    x = torch.randn(64, 48, dtype=dtype, requires_grad=True)
+    torch.manual_seed(2)
+    y = fast_dropout(x, 0.25)
+    torch.manual_seed(2)
+    kept = keep_mask(x.shape, 0.25)
+    scale = 32768 / (32768 - 8192)  # p = 0.25 exactly: 4/3
+    # kept entries: x times the scale as a float scalar (one rounding, as torch's own CPU dropout does)
+    assert torch.equal(y, x.detach().mul(kept.to(dtype)).mul_(scale)) and y.dtype == dtype
+    assert torch.equal(y[~kept], torch.zeros_like(y[~kept]))
+    y.sum().backward()
+    # the gradient: the same mask times the same scale (4/3 rounded to the dtype, as 1 x 4/3 is on both sides)
+    assert torch.equal(x.grad, kept.to(dtype) * torch.tensor(scale, dtype=dtype))
+
+
+def test_module_is_dropout_in_eval_p0_p1_and_off_the_cpu():
+    x = torch.randn(4, 5)
+    d = FastDropout(0.1)
+    assert isinstance(d, nn.Dropout) and d.p == 0.1
+    assert torch.equal(d.eval()(x), x)
+    assert torch.equal(FastDropout(0.0).train()(x), x)
+    assert torch.equal(FastDropout(1.0).train()(x), torch.zeros_like(x))
+    assert FastDropout(0.5).train()(torch.ones(3, device="meta")).device.type == "meta"  # torch's path
+
+
+def test_use_fast_dropout_swaps_every_dropout_of_a_lora_model_and_keeps_its_weights(tiny_models):
+    torch.manual_seed(0)
+    _, model = get_model(tiny_models("bert"), 3)
+    model = methods.bind_method(methods.MethodArguments(method="lora")).apply(model)
+    before = sum(type(m) is nn.Dropout for m in model.modules())
+    lora_dropouts = sum(1 for name, m in model.named_modules() if name.endswith("lora_dropout.default"))
+    assert lora_dropouts == 13  # all linear layers: 2 BERT layers x (q, k, v, attn out, intermediate, out) + pooler
+    keys = list(model.state_dict())
+    model.eval()
+    ids = torch.tensor([[2, 5, 9, 3]])
+    reference = model(input_ids=ids).logits
+    assert use_fast_dropout(model) == before and before >= lora_dropouts + 2
+    assert sum(type(m) is nn.Dropout for m in model.modules()) == 0
+    assert list(model.state_dict()) == keys and torch.equal(model(input_ids=ids).logits, reference)
+    model.train()
+    model(input_ids=ids, labels=torch.tensor([1])).loss.backward()  # trains through the new masks
+
+
+def _built_model(tiny_models, tmp_path, *more):
+    models = []
+    argv = ["--model_name_or_path", tiny_models("bert"), "--data_dir", FIXTURES, "--dataset_name", "restaurant_sup",
+            "--method", "full", "--report_to", "none", "--disable_tqdm", "true", "--max_steps", "1",
+            "--max_train_samples", "8", "--output_dir", str(tmp_path), *more]
+    with bench.on_trainer_built(lambda trainer, tokenized: models.append(trainer.model)):
+        train.run(*train.parse_args(argv))
+    return models[0]
+
+
+def test_train_py_uses_fast_dropout_by_default_and_torch_dropout_on_request(tiny_models, tmp_path):
+    fast = _built_model(tiny_models, tmp_path / "fast")
+    plain = _built_model(tiny_models, tmp_path / "plain", "--fast_dropout", "false")
+    assert any(isinstance(m, FastDropout) for m in fast.modules())
+    assert not any(isinstance(m, FastDropout) for m in plain.modules())
+    assert any(type(m) is nn.Dropout for m in plain.modules())
