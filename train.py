@@ -171,8 +171,8 @@ class FtTrainingArguments(TrainingArguments):
                 "(README, speed)."})
     fast_dropout: bool = field(default=True, metadata={
         "help": "Draw CPU dropout masks two elements per random draw (fastdropout.FastDropout: the same dropout, "
-                "p rounded to 1/32768; one MiniLM epoch here: full fine-tuning 1.05x, LoRA on all linear layers "
-                "1.35x the samples/s, README speed); false: torch's nn.Dropout. No effect on CUDA."})
+                "p rounded to 1/32768; one MiniLM epoch here: full fine-tuning 1.02-1.05x, LoRA on all linear "
+                "layers 1.18-1.35x the samples/s, README speed); false: torch's nn.Dropout. No effect on CUDA."})
     class_weight: str = field(default="none", metadata={
         "help": "Per-class loss weights: none, or balanced (n / (classes x count of the class) on train, "
                 "scikit-learn's rule: rare classes weigh more; for imbalanced sets scored by macro-F1)."})
