@@ -29,10 +29,10 @@ def drop_threshold(p: float) -> int:
     return min(LANES, round(p * LANES))
 
 
-def keep_mask(shape: torch.Size, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     """Bool mask of `shape`, True with probability 1 - drop_threshold(p) / 32768, independently per element."""
     n = math.prod(shape)
-    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_(generator=generator)  # [ceil(n/2)], 0 .. 2^31-1
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_()  # [ceil(n/2)], 0 .. 2^31-1
     lanes = bits.view(torch.int16)[:n] & (LANES - 1)  # [n]: low half bits 0-14, high half bits 16-30 of a draw
     return (lanes >= drop_threshold(p)).view(shape)
 

@@ -7,9 +7,8 @@ import bench
 import methods
 import train
 from fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from tests.test_bench import _tiny_argv
 from train import get_model
-
-FIXTURES = bench.os.path.join(bench.os.path.dirname(__file__), "fixtures")
 
 
 def test_threshold_rounds_p_to_a_multiple_of_1_over_32768():
@@ -88,9 +87,7 @@ def test_use_fast_dropout_swaps_every_dropout_of_a_lora_model_and_keeps_its_weig
 
 def _built_model(tiny_models, tmp_path, *more):
     models = []
-    argv = ["--model_name_or_path", tiny_models("bert"), "--data_dir", FIXTURES, "--dataset_name", "restaurant_sup",
-            "--method", "full", "--report_to", "none", "--disable_tqdm", "true", "--max_steps", "1",
-            "--max_train_samples", "8", "--output_dir", str(tmp_path), *more]
+    argv = _tiny_argv(tiny_models, tmp_path, "--max_steps", "1", "--max_train_samples", "8", *more)
     with bench.on_trainer_built(lambda trainer, tokenized: models.append(trainer.model)):
         train.run(*train.parse_args(argv))
     return models[0]
