@@ -166,3 +166,21 @@ def test_time_to_accuracy_command_runs_both_setups_in_child_processes(tiny_model
     seen = []
     bench.time_to_accuracy(args, runner=lambda argv, *rest: seen.append(rest) or default)
     assert seen == [(0.25, saved["target"], 3.0)]
+
+
+def test_gemm_shapes_counts_each_call_and_prints_every_case(monkeypatch, capsys):
+    """labs/gemm_shapes.py: mean_us divides by every call it made; main prints one row per dtype x width."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gemm_shapes", bench.os.path.join(
+        bench.os.path.dirname(bench.__file__), "labs", "gemm_shapes.py"))
+    gemm_shapes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gemm_shapes)
+    calls = []
+    assert gemm_shapes.mean_us(calls.append, [1, 2, 3], reps=4) >= 0
+    assert calls == [1, 2, 3] * 4
+    monkeypatch.setattr(gemm_shapes, "MS", [32, 64])
+    gemm_shapes.main()
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "x [384" in line]
+    assert [r.split(" | ")[0] for r in rows] == ["| bfloat16 [M, 384] x [384, 8]", "| bfloat16 [M, 384] x [384, 384]",
+                                                "| float32 [M, 384] x [384, 8]", "| float32 [M, 384] x [384, 384]"]
+    assert all(float(cell) > 0 for r in rows for cell in r.strip(" |").split(" | ")[1:])
