@@ -1,4 +1,8 @@
 """bench.py's one run on a tiny model: the figures it reads from run.json are where run.json keeps them."""
+import importlib.util
+import json
+from pathlib import Path
+
 import pytest
 
 import bench
@@ -170,9 +174,8 @@ def test_time_to_accuracy_command_runs_both_setups_in_child_processes(tiny_model
 
 def test_gemm_shapes_counts_each_call_and_prints_every_case(monkeypatch, capsys):
     """labs/gemm_shapes.py: mean_us divides by every call it made; main prints one row per dtype x width."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("gemm_shapes", bench.os.path.join(
-        bench.os.path.dirname(bench.__file__), "labs", "gemm_shapes.py"))
+    spec = importlib.util.spec_from_file_location("gemm_shapes", Path(__file__).resolve().parents[1] / "labs" /
+                                                  "gemm_shapes.py")
     gemm_shapes = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gemm_shapes)
     calls = []
@@ -199,4 +202,4 @@ def test_main_keeps_the_higher_gemm_peak_of_before_and_after(monkeypatch, tmp_pa
     assert bench.main(["--no_naive", "--out", out]) == 0
     text = open(out + ".md").read()
     assert "GEMM peak 400.0 GFLOP/s" in text and "6.00 GFLOP/s (  1.5% of peak)" in text
-    assert bench.json.load(open(out + ".json"))["gemm_peak_flops"] == 400e9
+    assert json.load(open(out + ".json"))["gemm_peak_flops"] == 400e9
