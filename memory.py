@@ -402,7 +402,7 @@ class Settings:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_target_modules: list[str] | None = field(default=None, metadata={
         "help": "LoRA targets (module name suffixes or all-linear); default: peft's per-architecture default"})
-    adapter_config: str = field(default="pfeiffer", metadata={"help": "pfeiffer | houlsby"})
+    adapter_config: str = field(default="pfeiffer", metadata={"help": "pfeiffer | houlsby | parallel"})
     reduction_factor: int = field(default=16, metadata={"help": "adapter bottleneck = hidden / reduction_factor"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute layers in backward"})
     zero: int = field(default=0, metadata={"help": "DeepSpeed ZeRO stage 0-3"})
@@ -421,11 +421,15 @@ def _positive(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
+# bottleneck adapters per layer for each --adapter_config name of methods.ADAPTER_CONFIGS (aliases too)
+ADAPTERS_PER_LAYER = {"pfeiffer": 1, "seq_bn": 1, "houlsby": 2, "double_seq_bn": 2, "parallel": 1, "par_bn": 1}
+
+
 def validate(s: Settings) -> None:
     """One-line ValueErrors for settings that make no sense."""
     for name, choices, value in (("method", tuple(TRAIN_METHODS), s.method), ("optimizer", OPTIMIZERS, s.optimizer),
                                  ("dtype", tuple(DTYPE_BYTES), s.dtype),
-                                 ("adapter_config", ("pfeiffer", "houlsby"), s.adapter_config),
+                                 ("adapter_config", tuple(ADAPTERS_PER_LAYER), s.adapter_config),
                                  ("attention", ("auto", "flash", "eager", "math_cpu"), s.attention)):
         if value not in choices:
             raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
@@ -496,8 +500,8 @@ def trainable_parts(arch: Arch, s: Settings) -> dict[str, int]:
             raise ValueError(f"LoRA targets {targets} match no linear layer; names: {', '.join(names)}")
         return {"base": cls_head, "added": added}
     # adapter (adapters library): bottleneck h -> h/rf -> h with biases; pfeiffer puts one after
-    # the FFN of every layer, houlsby one after attention and one after the FFN.
-    per = 2 if s.adapter_config == "houlsby" else 1
+    # the FFN of every layer, houlsby one after attention and one after the FFN, parallel one beside the FFN.
+    per = ADAPTERS_PER_LAYER[s.adapter_config]
     added = 0
     for b in arch.blocks:
         down = b.hidden // s.reduction_factor

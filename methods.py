@@ -11,7 +11,7 @@
 - `lora_scratch`: `LoRALinear` below (Hu et al. 2021, arXiv:2106.09685) on the same targets; the
   head trains too.
 - `adapter`: bottleneck adapters from the `adapters` library (`pfeiffer` = seq_bn, `houlsby` =
-  double_seq_bn) with a reduction factor; the head trains too.
+  double_seq_bn, `parallel` = par_bn) with a reduction factor; the head trains too.
 - `qlora`: 4-bit NF4 base with double quantization (bitsandbytes, bf16 compute), k-bit preparation,
   peft LoRA, paged 8-bit AdamW. CUDA only.
 
@@ -267,8 +267,12 @@ def apply_lora_scratch(model, args: MethodArguments):
     return model
 
 
+# --adapter_config name -> adapters config class. parallel: He et al. 2022 ("Towards a Unified View of
+# Parameter-Efficient Transfer Learning"), a bottleneck beside the FFN, its output scaled by 4 and added
+# to the FFN's: their best adapter placement; the library's scaling 4.0 is kept.
 ADAPTER_CONFIGS = {"pfeiffer": "SeqBnConfig", "seq_bn": "SeqBnConfig",
-                   "houlsby": "DoubleSeqBnConfig", "double_seq_bn": "DoubleSeqBnConfig"}
+                   "houlsby": "DoubleSeqBnConfig", "double_seq_bn": "DoubleSeqBnConfig",
+                   "parallel": "ParBnConfig", "par_bn": "ParBnConfig"}
 ADAPTER_NAME = "ftlab"
 
 
@@ -400,8 +404,9 @@ class MethodArguments:
                 "Linear of the base model's layers); default: lora all-linear, others peft's per-architecture "
                 "default (query/value projections)."})
     adapter_config: str = field(default="pfeiffer", metadata={
-        "help": "Bottleneck adapter config: pfeiffer (seq_bn, one adapter per layer after the FFN) or "
-                "houlsby (double_seq_bn, after attention and after the FFN)."})
+        "help": "Bottleneck adapter config: pfeiffer (seq_bn, one adapter per layer after the FFN), "
+                "houlsby (double_seq_bn, after attention and after the FFN) or parallel (par_bn, beside the "
+                "FFN, output x 4: He et al. 2022)."})
     reduction_factor: int = field(default=16, metadata={
         "help": "Adapter bottleneck size = hidden size / reduction_factor."})
     head_cache_features: bool = field(default=True, metadata={

@@ -156,6 +156,9 @@ class FtTrainingArguments(TrainingArguments):
         "help": "Validation metric that selects the best checkpoint (accuracy, macro_f1, loss ...)."})
     group_by_length: bool = field(default=True, metadata={
         "help": "Batch examples of similar length together (less padding with dynamic padding)."})
+    pad_to_multiple_of: Optional[int] = field(default=None, metadata={
+        "help": "Pad each batch to a multiple of this many tokens (dynamic padding rounds its length up): "
+                "fewer distinct matrix shapes, so oneDNN/cuBLAS reuse their kernels. None: the batch's longest."})
     logging_steps: float = field(default=25, metadata={"help": "Log the training loss every N steps."})
     bf16: Optional[bool] = field(default=None, metadata={
         "help": "bf16 mixed precision; default: on where the GPU or CPU (AVX512-BF16/AMX) supports it."})
@@ -357,7 +360,8 @@ def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
         logger.info("class weights (balanced): %s", [round(w, 3) for w in class_weights.tolist()])
     return FtTrainer(model=model, args=training_args, train_dataset=tokenized["train"], eval_dataset=eval_dataset,
                      processing_class=tokenizer,
-                     data_collator=default_data_collator if on_features else DataCollatorWithPadding(tokenizer),
+                     data_collator=default_data_collator if on_features else DataCollatorWithPadding(
+                         tokenizer, pad_to_multiple_of=getattr(training_args, "pad_to_multiple_of", None)),
                      compute_metrics=compute_metrics, callbacks=callbacks, class_weights=class_weights)
 
 

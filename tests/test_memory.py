@@ -62,7 +62,7 @@ def test_param_count_tiny_models(tiny_models, kind, causal):
     assert build_arch(cfg, "causal_lm" if causal else "base").total_params == saved
 
 
-@pytest.mark.parametrize("config,name", [("seq_bn", "pfeiffer"), ("double_seq_bn", "houlsby")])
+@pytest.mark.parametrize("config,name", [("seq_bn", "pfeiffer"), ("double_seq_bn", "houlsby"), ("par_bn", "parallel")])
 def test_adapter_count_matches_adapters_library(tiny_models, config, name):
     import adapters
 

@@ -43,7 +43,8 @@ def expected_trainable(kind: str, method: str, total: int, adapter_config: str =
         return HEAD[kind]
     if method in ("lora", "lora_scratch"):
         return sum(R * (i + o) for i, o in LORA_SHAPES[kind]) + HEAD[kind]  # A: r x in, B: out x r
-    per_layer = {"pfeiffer": 1, "houlsby": 2}[adapter_config]  # houlsby: after attention and after FFN
+    # houlsby: after attention and after FFN; parallel: one beside the FFN
+    per_layer = {"pfeiffer": 1, "houlsby": 2, "parallel": 1}[adapter_config]
     return ADAPTER_LAYERS * per_layer * ONE_ADAPTER + HEAD[kind]
 
 
@@ -94,11 +95,38 @@ def test_method_trains_only_intended_parameters(load, kind, method):
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama"])
-def test_houlsby_adapter_count(load, kind):
+@pytest.mark.parametrize("config", ["houlsby", "parallel"])
+def test_adapter_config_count(load, kind, config):
     _, model = load(kind)
-    model = get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config="houlsby"))
+    model = get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config=config))
     trainable, total = count_parameters(model)
-    assert trainable == expected_trainable(kind, "adapter", total, "houlsby")
+    assert trainable == expected_trainable(kind, "adapter", total, config)
+
+
+def test_parallel_adapter_adds_beside_the_ffn_scaled_by_4(load):
+    """He et al. 2022's parallel adapter: layer output = the pretrained path + 4 x up(relu(down(x))) with x
+    the FFN's input: one adapter per layer, in the FFN's output module, scaling 4. With the up projections
+    zeroed the hidden states are the frozen model's; a non-zero one moves them."""
+    tokenizer, model = load("bert")
+    inputs = {k: v for k, v in batch(tokenizer).items() if k != "labels"}
+    model.eval()
+    with torch.no_grad():
+        frozen = model.bert(**inputs).last_hidden_state  # (4, seq, 32)
+    model = get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config="parallel"))
+    adapters_found = {n for n, _ in model.named_modules() if n.endswith("adapters.ftlab")}
+    assert len(adapters_found) == ADAPTER_LAYERS and all(".output." in n for n in adapters_found)
+    assert {model.get_submodule(n).scaling for n in adapters_found} == {4.0}
+    model.eval()
+    ups = [p for name, p in model.named_parameters() if "adapter_up" in name]
+    with torch.no_grad():
+        for p in ups:
+            p.zero_()
+        torch.testing.assert_close(model.bert(**inputs).last_hidden_state, frozen)
+        # only the last layer's adapter non-zero: the move goes through that layer's output LayerNorm once
+        last_up = model.get_submodule(sorted(adapters_found)[-1]).adapter_up
+        last_up.weight.normal_(0, 0.5)
+        moved = model.bert(**inputs).last_hidden_state
+        assert (moved - frozen).abs().max() > 1e-2
 
 
 def test_lora_rank_and_targets_change_count(load):

@@ -365,3 +365,30 @@ def test_fused_adamw_default_is_the_same_update_as_adamw(tiny_models, tmp_path):
     start = load_file(os.path.join(tiny_models("bert"), "model.safetensors"))
     moved = [k for k in start if f"bert.{k}" in a and (a[f"bert.{k}"] - start[k]).abs().max().item() > 5e-5]
     assert len(moved) > len(start) // 2
+
+
+def test_pad_to_multiple_of_rounds_batches_up_and_leaves_outputs_unchanged(tiny_models):
+    """--pad_to_multiple_of 8: every training batch's length is the next multiple of 8 above its longest
+    example (fewer distinct matmul shapes); the attention mask hides the extra pads, so the tiny BERT's
+    logits equal those of the batch padded to its longest example."""
+    import torch
+
+    data, _ = train.load_data("restaurant_sup", "[SEP]", data_dir=FIXTURES)
+    tokenizer, model = train.get_model(tiny_models("bert"), 3)
+    model.eval()
+    tokenized = train.tokenize_data(data, tokenizer, max_length=64)
+    rows = [tokenized["train"][i] for i in range(6)]
+    longest = max(len(r["input_ids"]) for r in rows)
+    batches = {}
+    for multiple in (None, 8):
+        args = train.parse_args(["--output_dir", "unused", "--report_to", "none", "--bf16", "false"]
+                                + ([] if multiple is None else ["--pad_to_multiple_of", str(multiple)]))[-1]
+        trainer = train.build_trainer(model, tokenizer, tokenized, args)
+        batches[multiple] = trainer.data_collator(rows)
+    assert batches[None]["input_ids"].shape == (6, longest)
+    assert batches[8]["input_ids"].shape == (6, -(-longest // 8) * 8)
+    if longest % 8:  # the fixture's longest row is not already a multiple of 8: real extra pads
+        assert batches[8]["input_ids"].shape[1] > longest
+    with torch.no_grad():
+        logits = {k: model(**{n: t for n, t in b.items() if n != "labels"}).logits for k, b in batches.items()}
+    torch.testing.assert_close(logits[8], logits[None], atol=1e-5, rtol=1e-5)
