@@ -201,6 +201,32 @@ def on_trainer_built(hook: Callable):
         train.build_trainer = original
 
 
+class TokenCounter:
+    """Real (attention mask) and executed (batch x padded length) tokens of every batch the trainer's
+    collator builds: dynamic padding still pads each batch to its longest example, so "executed" FLOP/s
+    come from these counts, not from the mean example length."""
+
+    def __init__(self):
+        self.real = self.executed = 0
+
+    def wrap(self, trainer, tokenized) -> None:
+        collate = trainer.data_collator
+
+        def counted(features):
+            batch = collate(features)
+            mask = batch.get("attention_mask") if hasattr(batch, "get") else None
+            if mask is not None:  # (batch, padded length) of 0/1; absent for cached head features
+                self.real += int(mask.sum())
+                self.executed += mask.numel()
+            return batch
+
+        trainer.data_collator = counted
+
+    def padding_factor(self) -> Optional[float]:
+        """executed / real tokens, or None when nothing with an attention mask was collated."""
+        return self.executed / self.real if self.real else None
+
+
 def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to: int | None, dataset: str,
              profile: bool = False) -> dict:
     """One train.run; steps None = one epoch with train.py's evaluation/saving/test scoring (--whole_run)."""
@@ -210,18 +236,22 @@ def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to:
     argv = ["--dataset_name", dataset, "--method", method, *quick, "--report_to", "none", "--disable_tqdm", "true",
             "--output_dir", out, *extra]
     seconds: Dict[str, float] = defaultdict(float)
-    timer = PhaseTimer()
+    timer, tokens = PhaseTimer(), TokenCounter()
     try:
         start = _now()
-        with timed_steps(seconds, timer) if profile else contextlib.nullcontext():
+        with on_trainer_built(tokens.wrap), timed_steps(seconds, timer) if profile else contextlib.nullcontext():
             record = train.run(*train.parse_args(argv))
         total = _now() - start
     finally:
         shutil.rmtree(out, ignore_errors=True)  # checkpoints/weights of a throughput run are not kept
     t = record["time"]
-    padded_tokens = pad_to or record["data"]["mean_tokens"]
+    # executed = real tokens x (padded / real) of the batches collated (training; in --steps runs only 8
+    # evaluation examples join them); without a count, the padded length of a fixed-length setup
+    factor = tokens.padding_factor()
+    executed = (t["tokens_per_second"] * factor if factor
+                else t["samples_per_second"] * (pad_to or record["data"]["mean_tokens"]))
     result = {"label": label, "samples_per_second": t["samples_per_second"], "useful_tokens_per_second":
-              t["tokens_per_second"], "executed_tokens_per_second": t["samples_per_second"] * padded_tokens,
+              t["tokens_per_second"], "executed_tokens_per_second": executed,
               "batch": record["config"]["per_device_train_batch_size"], "bf16": record["config"]["bf16"],
               "steps": record["training"]["steps"], "peak_rss_bytes": record["memory"].get("peak_bytes")}
     if profile:

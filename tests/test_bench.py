@@ -15,8 +15,31 @@ def test_run_once_reads_batch_bf16_and_throughput(tiny_models):
     naive = bench.run_once("naive", 2, "full", extra + bench.NAIVE, 128, "restaurant_sup")
     assert default["batch"] == 32 and naive["batch"] == 8 and naive["bf16"] is False
     assert default["samples_per_second"] > 0 and default["useful_tokens_per_second"] > 0
-    # naive pads every input to 128 tokens: it executes more tokens than it uses
+    # naive pads every input to 128 tokens: it executes more tokens than it uses; dynamic padding pads
+    # each batch to its longest example (the fixture's lengths differ), less
     assert naive["executed_tokens_per_second"] > naive["useful_tokens_per_second"]
+    assert default["executed_tokens_per_second"] > default["useful_tokens_per_second"]
+
+
+def test_token_counter_counts_real_and_padded_tokens_by_hand(tiny_models):
+    """Two examples of 3 and 5 tokens padded to 5: 8 real, 10 executed, factor 1.25; with
+    pad_to_multiple_of 8: 16 executed, factor 2."""
+    from transformers import DataCollatorWithPadding
+
+    import train
+
+    tokenizer = train.load_tokenizer(tiny_models("bert"))
+    features = [{"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "label": 0},
+                {"input_ids": [101, 7, 8, 9, 102], "attention_mask": [1] * 5, "label": 1}]
+    for multiple, executed in ((None, 10), (8, 16)):
+        trainer = type("T", (), {"data_collator": DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)})()
+        counter = bench.TokenCounter()
+        counter.wrap(trainer, None)
+        batch = trainer.data_collator(features)
+        assert batch["input_ids"].shape == (2, executed // 2)
+        assert (counter.real, counter.executed) == (8, executed)
+        assert counter.padding_factor() == pytest.approx(executed / 8)
+    assert bench.TokenCounter().padding_factor() is None
 
 
 def test_profile_phases_add_up_and_cover_each_step(tiny_models):
