@@ -56,7 +56,9 @@ def _lora(trial) -> Dict[str, Any]:
 
 
 def _adapter(trial) -> Dict[str, Any]:
-    return {"reduction_factor": trial.suggest_categorical("reduction_factor", [8, 16, 32])}
+    # placement too: after the FFN (pfeiffer), after attention and FFN (houlsby), beside the FFN (parallel)
+    return {"adapter_config": trial.suggest_categorical("adapter_config", ["pfeiffer", "houlsby", "parallel"]),
+            "reduction_factor": trial.suggest_categorical("reduction_factor", [8, 16, 32])}
 
 
 METHOD_SPACES: Dict[str, Callable[[Any], Dict[str, Any]]] = {

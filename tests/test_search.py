@@ -60,7 +60,7 @@ def test_space_is_seeded_and_per_method():
 
     assert draws("adapter", 1) == draws("adapter", 1) != draws("adapter", 2)
     assert set(draws("adapter", 1)) == {"learning_rate", "num_train_epochs", "warmup_ratio",
-                                        "per_device_train_batch_size", "reduction_factor"}
+                                        "per_device_train_batch_size", "adapter_config", "reduction_factor"}
     lora = draws("lora", 3)
     assert lora["lora_alpha"] % lora["lora_r"] == 0 and 2 <= lora["num_train_epochs"] <= 5
     assert set(draws("full", 1)) == {"learning_rate", "num_train_epochs", "warmup_ratio", "per_device_train_batch_size"}
