@@ -214,7 +214,7 @@ class TokenCounter:
 
         def counted(features):
             batch = collate(features)
-            mask = batch.get("attention_mask") if hasattr(batch, "get") else None
+            mask = batch.get("attention_mask")
             if mask is not None:  # (batch, padded length) of 0/1; absent for cached head features
                 self.real += int(mask.sum())
                 self.executed += mask.numel()
@@ -227,7 +227,7 @@ class TokenCounter:
         return self.executed / self.real if self.real else None
 
 
-def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to: int | None, dataset: str,
+def run_once(label: str, steps: Optional[int], method: str, extra: list, dataset: str,
              profile: bool = False) -> dict:
     """One train.run; steps None = one epoch with train.py's evaluation/saving/test scoring (--whole_run)."""
     out = tempfile.mkdtemp(prefix=f"bench-{label}-")
@@ -246,10 +246,8 @@ def run_once(label: str, steps: Optional[int], method: str, extra: list, pad_to:
         shutil.rmtree(out, ignore_errors=True)  # checkpoints/weights of a throughput run are not kept
     t = record["time"]
     # executed = real tokens x (padded / real) of the batches collated (training; in --steps runs only 8
-    # evaluation examples join them); without a count, the padded length of a fixed-length setup
-    factor = tokens.padding_factor()
-    executed = (t["tokens_per_second"] * factor if factor
-                else t["samples_per_second"] * (pad_to or record["data"]["mean_tokens"]))
+    # evaluation examples join them); nothing padded (cached head features): executed = real
+    executed = t["tokens_per_second"] * (tokens.padding_factor() or 1.0)
     result = {"label": label, "samples_per_second": t["samples_per_second"], "useful_tokens_per_second":
               t["tokens_per_second"], "executed_tokens_per_second": executed,
               "batch": record["config"]["per_device_train_batch_size"], "bf16": record["config"]["bf16"],
@@ -528,12 +526,12 @@ def main(argv=None) -> int:
     peak = gemm_peak_flops()
     n = non_embedding_params(args.model)
     steps = None if args.whole_run else args.steps
-    results = [run_once("default", steps, args.method, extra + shlex.split(args.train_args), None,
+    results = [run_once("default", steps, args.method, extra + shlex.split(args.train_args),
                         args.dataset_name, args.profile)]
     if not args.no_naive:
-        results.append(run_once("naive", steps, args.method, extra + NAIVE, 128, args.dataset_name, args.profile))
+        results.append(run_once("naive", steps, args.method, extra + NAIVE, args.dataset_name, args.profile))
     for label, flags in args.variants:
-        results.append(run_once(label, steps, args.method, extra + shlex.split(flags), None, args.dataset_name,
+        results.append(run_once(label, steps, args.method, extra + shlex.split(flags), args.dataset_name,
                                 args.profile))
     # the peak again after the runs, the higher kept: this machine's speed drifts, and one slow reading
     # of the peak alone would inflate every "% of peak" below

@@ -11,8 +11,8 @@ from tests.test_train import FIXTURES
 
 def test_run_once_reads_batch_bf16_and_throughput(tiny_models):
     extra = ["--model_name_or_path", tiny_models("bert"), "--data_dir", FIXTURES]
-    default = bench.run_once("default", 2, "full", extra, None, "restaurant_sup")
-    naive = bench.run_once("naive", 2, "full", extra + bench.NAIVE, 128, "restaurant_sup")
+    default = bench.run_once("default", 2, "full", extra, "restaurant_sup")
+    naive = bench.run_once("naive", 2, "full", extra + bench.NAIVE, "restaurant_sup")
     assert default["batch"] == 32 and naive["batch"] == 8 and naive["bf16"] is False
     assert default["samples_per_second"] > 0 and default["useful_tokens_per_second"] > 0
     # naive pads every input to 128 tokens: it executes more tokens than it uses; dynamic padding pads
@@ -44,7 +44,7 @@ def test_token_counter_counts_real_and_padded_tokens_by_hand(tiny_models):
 
 def test_profile_phases_add_up_and_cover_each_step(tiny_models):
     extra = ["--model_name_or_path", tiny_models("bert"), "--data_dir", FIXTURES]
-    r = bench.run_once("default", 3, "full", extra, None, "restaurant_sup", profile=True)
+    r = bench.run_once("default", 3, "full", extra, "restaurant_sup", profile=True)
     phases = r["phases"]
     for phase in (*bench.PhaseTimer.STEP_PHASES, "model load", "tokenization", "final save", "run.json"):
         assert phase in phases, phase
@@ -63,7 +63,7 @@ def test_profile_phases_add_up_and_cover_each_step(tiny_models):
 
 def test_whole_run_times_evaluation_and_checkpoints(tiny_models):
     extra = ["--model_name_or_path", tiny_models("bert"), "--data_dir", FIXTURES, "--max_steps", "2"]
-    r = bench.run_once("default", None, "full", extra, None, "restaurant_sup", profile=True)
+    r = bench.run_once("default", None, "full", extra, "restaurant_sup", profile=True)
     assert r["phases"]["evaluation (per epoch)"] > 0 and r["phases"]["checkpoint saves"] > 0
     assert r["phases"]["test + validation scoring"] > 0
     # the steps alone took less time than the loop that also evaluated and saved
