@@ -40,7 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from ftio import split_list
-from methods import METHODS as TRAIN_METHODS
+from methods import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS
 from record import read_record, upgrade
 
 logger = logging.getLogger("memory")
@@ -421,15 +421,15 @@ def _positive(name: str, value) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
-# bottleneck adapters per layer for each --adapter_config name of methods.ADAPTER_CONFIGS (aliases too)
-ADAPTERS_PER_LAYER = {"pfeiffer": 1, "seq_bn": 1, "houlsby": 2, "double_seq_bn": 2, "parallel": 1, "par_bn": 1}
+# bottleneck adapters per layer for each adapters config class that methods.ADAPTER_CONFIGS names
+ADAPTERS_PER_LAYER = {"SeqBnConfig": 1, "DoubleSeqBnConfig": 2, "ParBnConfig": 1}
 
 
 def validate(s: Settings) -> None:
     """One-line ValueErrors for settings that make no sense."""
     for name, choices, value in (("method", tuple(TRAIN_METHODS), s.method), ("optimizer", OPTIMIZERS, s.optimizer),
                                  ("dtype", tuple(DTYPE_BYTES), s.dtype),
-                                 ("adapter_config", tuple(ADAPTERS_PER_LAYER), s.adapter_config),
+                                 ("adapter_config", tuple(ADAPTER_CONFIGS), s.adapter_config),
                                  ("attention", ("auto", "flash", "eager", "math_cpu"), s.attention)):
         if value not in choices:
             raise ValueError(f"unknown {name} {value!r}; valid: {', '.join(choices)}")
@@ -501,7 +501,7 @@ def trainable_parts(arch: Arch, s: Settings) -> dict[str, int]:
         return {"base": cls_head, "added": added}
     # adapter (adapters library): bottleneck h -> h/rf -> h with biases; pfeiffer puts one after
     # the FFN of every layer, houlsby one after attention and one after the FFN, parallel one beside the FFN.
-    per = ADAPTERS_PER_LAYER[s.adapter_config]
+    per = ADAPTERS_PER_LAYER[ADAPTER_CONFIGS[s.adapter_config]]
     added = 0
     for b in arch.blocks:
         down = b.hidden // s.reduction_factor
