@@ -1,9 +1,13 @@
 """fastdropout.py: the mask's rate and independence, torch's dropout arithmetic, and train.py's wiring."""
+import json
+
 import pytest
 import torch
+import transformers
 from torch import nn
 
 import bench
+import fastdropout
 import methods
 import train
 from fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
@@ -99,3 +103,49 @@ def test_train_py_uses_fast_dropout_by_default_and_torch_dropout_on_request(tiny
     assert any(isinstance(m, FastDropout) for m in fast.modules())
     assert not any(isinstance(m, FastDropout) for m in plain.modules())
     assert any(type(m) is nn.Dropout for m in plain.modules())
+
+
+def test_attention_for_picks_eager_only_for_cpu_fast_dropout_on_a_model_that_drops_attention():
+    bert = transformers.BertConfig(attention_probs_dropout_prob=0.1)
+    assert train.attention_for(bert, None, cpu_fast_dropout=True) == "eager"
+    assert train.attention_for(bert, None, cpu_fast_dropout=False) is None  # CUDA, or torch's dropout
+    assert train.attention_for(bert, "sdpa", cpu_fast_dropout=True) == "sdpa"  # the user's choice wins
+    assert train.attention_for(transformers.BertConfig(attention_probs_dropout_prob=0.0), None, True) is None
+    assert train.attention_for(transformers.Qwen2Config(), None, True) is None  # no BERT attention dropout
+
+
+def test_eager_attention_computes_what_sdpa_does_and_its_dropout_becomes_fast(tiny_models, monkeypatch):
+    real = fastdropout.keep_mask
+    path = tiny_models("bert")
+    torch.manual_seed(0)
+    _, eager = get_model(path, 3, cpu_fast_dropout=True)
+    torch.manual_seed(0)
+    _, sdpa = get_model(path, 3, attn_implementation="sdpa", cpu_fast_dropout=True)
+    assert (eager.config._attn_implementation, sdpa.config._attn_implementation) == ("eager", "sdpa")
+    ids = torch.tensor([[2, 5, 9, 3, 0, 0], [2, 7, 8, 6, 4, 3]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        torch.testing.assert_close(eager.eval()(input_ids=ids, attention_mask=mask).logits,
+                                   sdpa.eval()(input_ids=ids, attention_mask=mask).logits, rtol=1e-5, atol=1e-6)
+    # eager BERT drops attention probabilities with its Dropout module (one per layer, 2 layers): FastDropout
+    # draws those masks; SDPA drops inside the kernel (dropout_p, torch's bernoulli), out of FastDropout's reach
+    shapes = {}
+    for name, model in (("eager", eager), ("sdpa", sdpa)):
+        drawn = shapes[name] = []
+        monkeypatch.setattr(fastdropout, "keep_mask", lambda shape, p, drawn=drawn: drawn.append(tuple(shape))
+                            or real(shape, p))
+        use_fast_dropout(model)
+        model.train()(input_ids=ids, attention_mask=mask)
+    probabilities = (2, 2, 6, 6)  # [batch, heads, query, key]
+    assert shapes["eager"].count(probabilities) == 2 and probabilities not in shapes["sdpa"]
+    assert [s for s in shapes["eager"] if s != probabilities] == shapes["sdpa"]  # the other dropouts: the same
+
+
+def test_train_py_records_the_attention_it_trained_with(tiny_models, tmp_path):
+    assert _built_model(tiny_models, tmp_path / "auto").config._attn_implementation == "eager"
+    with open(tmp_path / "auto" / "run.json") as f:
+        assert json.load(f)["config"]["attn_implementation"] == "eager"  # the kernel used, not the flag's None
+    assert _built_model(tiny_models, tmp_path / "plain", "--fast_dropout", "false").config._attn_implementation \
+        == "sdpa"
+    assert _built_model(tiny_models, tmp_path / "asked", "--attn_implementation", "sdpa").config._attn_implementation \
+        == "sdpa"
