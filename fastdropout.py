@@ -37,15 +37,31 @@ def keep_mask(shape: torch.Size, p: float) -> torch.Tensor:
     return (lanes >= drop_threshold(p)).view(shape)
 
 
+class _MaskedScale(torch.autograd.Function):
+    """x * mask * scale, keeping only the bool mask for the backward (1 byte an element, as torch's own
+    dropout keeps; autograd of x.mul(mask.to(dtype)) would keep the mask in x's dtype: 4 bytes an element
+    for the float32 attention probabilities of eager attention, [batch, heads, query, key] a layer)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.save_for_backward(mask)
+        ctx.scale = scale
+        # torch's own CPU dropout arithmetic: x * mask, then the scale as a float scalar (one rounding; a mask
+        # pre-multiplied in bf16 would hold scale rounded to 8 bits, 1.109 for 1.111, and bias every output)
+        return x.mul(mask.to(x.dtype)).mul_(scale)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (mask,) = ctx.saved_tensors
+        return grad.mul(mask.to(grad.dtype)).mul_(ctx.scale), None, None
+
+
 def fast_dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     """Training-mode dropout of x with keep_mask; the gradient is the same mask times the same scale."""
     threshold = drop_threshold(p)
     if threshold >= LANES:
         return x * 0.0  # p = 1: everything dropped, as nn.Dropout does
-    scale = LANES / (LANES - threshold)
-    # torch's own CPU dropout arithmetic: x * mask, then the scale as a float scalar (one rounding; a mask
-    # pre-multiplied in bf16 would hold scale rounded to 8 bits, 1.109 for 1.111, and bias every output)
-    return x.mul(keep_mask(x.shape, p).to(x.dtype)).mul_(scale)
+    return _MaskedScale.apply(x, keep_mask(x.shape, p), LANES / (LANES - threshold))
 
 
 class FastDropout(nn.Dropout):

@@ -61,6 +61,25 @@ def test_values_and_gradient_follow_torch_dropout_arithmetic(dtype):
     assert torch.equal(x.grad, kept.to(dtype) * torch.tensor(scale, dtype=dtype))
 
 
+def test_backward_keeps_only_the_bool_mask():
+    # torch's own dropout keeps a 1-byte mask for the backward; x.mul(mask.to(dtype)) would keep it in x's dtype
+    # (4 bytes an element for eager attention's float32 probabilities)
+    saved = []
+    x = torch.randn(8, 4, 6, 6, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = fast_dropout(x, 0.1)
+    assert [(t.dtype, tuple(t.shape)) for t in saved] == [(torch.bool, (8, 4, 6, 6))]
+    torch.manual_seed(5)
+    xd = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    state = torch.get_rng_state()
+
+    def same_mask_dropout(t):
+        torch.set_rng_state(state)  # gradcheck calls it many times: the same mask each time
+        return fast_dropout(t, 0.3)
+
+    assert torch.autograd.gradcheck(same_mask_dropout, (xd,)) and y.shape == x.shape
+
+
 def test_module_is_dropout_in_eval_p0_p1_and_off_the_cpu():
     x = torch.randn(4, 5)
     d = FastDropout(0.1)
