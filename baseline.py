@@ -25,7 +25,7 @@ import torch
 import dataHelper
 from ftio import split_list
 from models import load_tokenizer, resolve_model_name
-from record import PeakMemory, build_record, library_versions, write_record
+from record import PeakMemory, build_record, cpu_flags, library_versions, write_record
 from scores import check_class_weight, classification_scores
 
 logger = logging.getLogger("baseline")
@@ -93,11 +93,7 @@ def get_pooling(name: str):
 
 # ---------------------------------------------------------------------------- steps
 def cpu_has_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return "amx_bf16" in f.read()
-    except OSError:
-        return False
+    return "amx_bf16" in cpu_flags()
 
 
 def use_bf16(requested: Optional[bool], device: torch.device) -> bool:

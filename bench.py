@@ -10,7 +10,8 @@
 Both runs train the same model for the same number of optimizer steps through train.run:
 - default: train.py as it is (bf16 autocast where supported, batch 32, dynamic padding, length-grouped batches);
 - naive:   the HF example defaults (fp32, batch 8, every input padded to 128 tokens, random batches).
-Prints samples/s of each, their ratio, and achieved FLOP/s as a share of the bf16 GEMM peak measured here.
+Prints samples/s of each, their ratio, and achieved FLOP/s as a share of the GEMM peak measured here in the
+default setup's precision (bf16 where train.py trains in bf16, else fp32: an AVX2-only CPU).
 FLOPs are estimated as 6 x N x tokens (forward 2N, backward 4N per token; Kaplan et al. 2020) with N the
 non-embedding parameters (embedding lookups do no matmuls) and attention score FLOPs left out; "useful"
 counts real tokens only, "executed" counts padded tokens too. With LoRA/head the backward pass skips
@@ -27,6 +28,8 @@ measured in the same process, one after the other, and compared with the default
 --time_to_accuracy: the naive setup trains 3 epochs per seed (its test accuracies give the band, target =
 mean - std), then train.py's defaults (+ --train_args) per seed until a test probe every --probe_every
 epochs reaches the target; each run is a child process timed from its spawn (TestProbe, run_child).
+--naive_from reuses an earlier run's naive band only if that run recorded this machine (record.machine):
+a ratio of wall times from two machines means nothing.
 """
 from __future__ import annotations
 
@@ -52,6 +55,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 import train  # noqa: E402
 from ftio import write_atomic  # noqa: E402
+from record import machine  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - START
 
@@ -59,8 +63,18 @@ NAIVE = ["--bf16", "false", "--per_device_train_batch_size", "8", "--group_by_le
          "--pad_to_max_length", "true", "--max_length", "128"]
 
 
-def gemm_peak_flops(n: int = 2048, reps: int = 5, dtype=torch.bfloat16) -> float:
-    """FLOP/s of an n x n x n matmul (2 n^3 FLOPs), best of `reps`."""
+PRECISION = {torch.bfloat16: "bf16", torch.float32: "fp32"}
+
+
+def peak_dtype() -> torch.dtype:
+    """The precision train.py's defaults compute in here: bf16 where it is fast, else fp32 (a bf16 GEMM on a
+    CPU without bf16 units is emulated, and fp32 training measured against it would read as > 100%)."""
+    return torch.bfloat16 if train.bf16_supported() else torch.float32
+
+
+def gemm_peak_flops(n: int = 2048, reps: int = 5, dtype: Optional[torch.dtype] = None) -> float:
+    """FLOP/s of an n x n x n matmul (2 n^3 FLOPs) in `dtype` (default: peak_dtype()), best of `reps`."""
+    dtype = dtype or peak_dtype()
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up (oneDNN kernel selection)
     best = float("inf")
@@ -394,9 +408,12 @@ def time_to_accuracy(args, runner=run_child) -> dict:
     seed of train.py's defaults (plus --train_args) until its probe reaches the band's lower edge."""
     common = ["--model_name_or_path", args.model, "--dataset_name", args.dataset_name, "--method", args.method,
               "--report_to", "none", "--disable_tqdm", "true", *shlex.split(args.common_args)]
+    here = machine()
     if args.naive_from:
         with open(args.naive_from) as f:
-            naive = json.load(f)["naive"]
+            earlier = json.load(f)
+        check_same_machine(args.naive_from, earlier.get("machine"), here)
+        naive = earlier["naive"]
     else:
         naive = [{"seed": s, **runner(common + NAIVE_RUN + ["--seed", str(s)], None, None, None)} for s in args.seeds]
     mean, std = band([r["final_test_accuracy"] for r in naive])
@@ -404,7 +421,21 @@ def time_to_accuracy(args, runner=run_child) -> dict:
     default = [{"seed": s, **runner(common + shlex.split(args.train_args) + ["--seed", str(s)], args.probe_every,
                                     target, args.tta_max_epochs)} for s in args.seeds]
     return {"naive": naive, "default": default, "naive_mean": mean, "naive_std": std, "target": target,
-            "naive_seconds": statistics.mean(r["process_seconds"] for r in naive)}
+            "naive_seconds": statistics.mean(r["process_seconds"] for r in naive), "machine": here}
+
+
+def check_same_machine(path: str, earlier: Optional[dict], here: dict) -> None:
+    """--naive_from: the naive runs must come from this machine (CPU model, instruction set, threads, GPU)."""
+    if earlier is None:  # files written before bench.py recorded the machine
+        print(f"warning: {path} does not record its machine; its naive band is valid only if it ran on this "
+              f"one ({here['cpu']}, {here['isa']}, {here['threads']} threads)", file=sys.stderr)
+    elif earlier != here:
+        raise SystemExit(f"error: --naive_from {path}: its naive runs ran on {earlier}, this machine is {here}; "
+                         "a wall-time ratio needs both setups on one machine: run without --naive_from")
+
+
+def machine_line(m: dict) -> str:
+    return f"machine: {m['cpu']} ({m['isa']}), {m['threads']} threads" + (f", GPU {m['gpu']}" if m.get("gpu") else "")
 
 
 def _gib(run: dict) -> str:
@@ -417,6 +448,7 @@ def tta_table(result: dict, what: str) -> str:
     lines = [f"time to accuracy: {what}",
              f"naive band: test accuracy {result['naive_mean']:.4f} ± {result['naive_std']:.4f} "
              f"(target >= {result['target']:.4f}), mean whole process {naive_seconds:.1f} s",
+             *([machine_line(result["machine"])] if result.get("machine") else []),
              "", "| setup | seed | test acc | seconds | epochs | / naive wall | peak RSS GiB |", "|---|---|---|---|---|---|---|"]
     for r in result["naive"]:
         lines.append(f"| naive (3 epochs, whole process) | {r['seed']} | {r['final_test_accuracy']:.4f} | "
@@ -538,7 +570,7 @@ def main(argv=None) -> int:
     peak = max(peak, gemm_peak_flops())
     what = "one epoch each" if args.whole_run else f"{args.steps} steps each"
     lines = [f"bench: {args.model}, {args.dataset_name}, method {args.method} {args.train_args}, {what}, "
-             f"{torch.get_num_threads()} threads; bf16 GEMM peak {peak / 1e9:.1f} GFLOP/s (2048^3 matmul, the "
+             f"{torch.get_num_threads()} threads; {PRECISION[peak_dtype()]} GEMM peak {peak / 1e9:.1f} GFLOP/s (2048^3 matmul, the "
              "better of before and after the runs)",
              f"FLOPs = 6 x {n / 1e6:.2f}M non-embedding params x tokens",
              *(flops_line(r, n, peak) for r in results)]
@@ -549,7 +581,7 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print("\n" + text)
     if args.out:
-        write_atomic(args.out + ".json", json.dumps({"args": vars(args), "gemm_peak_flops": peak,
+        write_atomic(args.out + ".json", json.dumps({"args": vars(args), "machine": machine(), "gemm_peak_flops": peak,
                                                      "non_embedding_params": n, "results": results}, indent=1))
         write_atomic(args.out + ".md", text + "\n")
     return 0

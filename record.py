@@ -11,7 +11,8 @@ checkpointing under `training`: `read_record` moves them into `config` where `co
 so readers see one shape.
 
 Also here, because every record needs them: `PeakMemory` (how peak memory is measured),
-`library_versions()` and `device_name()`.
+`library_versions()`, `device_name()` and `machine()` (what a speed figure depends on: CPU model, its
+best matrix instruction set, threads, GPU).
 """
 from __future__ import annotations
 
@@ -106,6 +107,35 @@ def device_name() -> str:
     return f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
 
 
+# the CPU features that set this project's speed, best first: bf16 matrix units (AMX, AVX512-BF16: train.py's
+# bf16 default), then the fp32 vector widths; a 2-core AVX2 machine trains MiniLM ~5x slower than an
+# AVX512-BF16 one of the same core count (fp32: README "Speed")
+ISA_LEVELS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_flags(cpuinfo: Optional[str] = None) -> frozenset:
+    """The CPU's feature flags (the first "flags" line of /proc/cpuinfo; empty where it cannot be read)."""
+    text = read_text("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def machine(cpuinfo: Optional[str] = None) -> Dict[str, Any]:
+    """What a speed figure depends on, so that figures from two machines are never put in one ratio:
+    the CPU model, the best of ISA_LEVELS it has, the threads torch uses, the GPU (None on the CPU)."""
+    import torch
+
+    text = read_text("/proc/cpuinfo") if cpuinfo is None else cpuinfo
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    flags = cpu_flags(text)
+    return {"cpu": model, "isa": next((level for level in ISA_LEVELS if level in flags), "other"),
+            "threads": torch.get_num_threads(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
 # ---------------------------------------------------------------- build / write / read
 
 def build_record(*, config: Dict[str, Any], seed: Any, method: str, model: str, model_path: str, dataset: str,
@@ -120,7 +150,7 @@ def build_record(*, config: Dict[str, Any], seed: Any, method: str, model: str, 
         "seed": seed, "method": method, "model": model, "model_path": model_path, "dataset": dataset,
         "settings": settings,
         "versions": versions or library_versions(),
-        "device": device_name(), "world_size": world_size,
+        "device": device_name(), "machine": machine(), "world_size": world_size,
         "metrics": metrics,
         "params": {"trainable": trainable, "total": total, "trainable_pct": 100.0 * trainable / max(total, 1)},
         "time": time,

@@ -38,7 +38,7 @@ from ftio import read_text, split_list, write_atomic
 from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_linears, count_parameters, epochs_help,
                      learning_rate_help)
 from models import load_tokenizer, resolve_model_name, untrained_pooler
-from record import PeakMemory, build_record, write_record
+from record import PeakMemory, build_record, cpu_flags, write_record
 from scores import check_class_weight
 from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
 
@@ -103,12 +103,7 @@ class RunArguments:
 
 def cpu_supports_bf16() -> bool:
     """AVX512-BF16 or AMX on the CPU and a oneDNN build of torch: bf16 autocast is fast here."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return torch.backends.mkldnn.is_available() and ("avx512_bf16" in flags or "amx_bf16" in flags)
+    return torch.backends.mkldnn.is_available() and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
 def bf16_supported(device_type: Optional[str] = None) -> bool:

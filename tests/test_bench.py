@@ -226,3 +226,36 @@ def test_main_keeps_the_higher_gemm_peak_of_before_and_after(monkeypatch, tmp_pa
     text = open(out + ".md").read()
     assert "GEMM peak 400.0 GFLOP/s" in text and "6.00 GFLOP/s (  1.5% of peak)" in text
     assert json.load(open(out + ".json"))["gemm_peak_flops"] == 400e9
+
+
+def test_naive_from_refuses_naive_runs_of_another_machine(tmp_path, capsys, monkeypatch):
+    """A wall-time ratio needs both setups on one machine: another machine's band is refused with a one-line
+    error naming the file; a file that predates the machine record is used with a warning."""
+    here = {"cpu": "AMD EPYC", "isa": "avx2", "threads": 2, "gpu": None}
+    monkeypatch.setattr(bench, "machine", lambda: here)
+    naive = [{"seed": s, "final_test_accuracy": 0.8, "process_seconds": 100.0, "epochs": 3.0} for s in (1, 2)]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"naive": naive, "machine": {**here, "isa": "avx512_bf16"}}))
+    args = bench.parse_args(["--time_to_accuracy", "--naive_from", str(other), "--seeds", "1"])
+    with pytest.raises(SystemExit, match=r"--naive_from .*other.json: its naive runs ran on .*avx512_bf16.*"
+                                         r"run without --naive_from"):
+        bench.time_to_accuracy(args, runner=lambda *a: pytest.fail("nothing may train"))
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps({"naive": naive}))
+    reached = {"seconds": 10.0, "accuracy": 0.8, "epoch": 1.0, "step": 1}
+    args = bench.parse_args(["--time_to_accuracy", "--naive_from", str(old), "--seeds", "1"])
+    result = bench.time_to_accuracy(args, runner=lambda *a: {"points": [reached], "reached": reached, "epochs": 1.0})
+    assert "old.json does not record its machine" in capsys.readouterr().err
+    assert result["machine"] == here and "machine: AMD EPYC (avx2), 2 threads" in bench.tta_table(result, "t")
+
+
+def test_gemm_peak_is_measured_in_the_precision_the_defaults_train_in(monkeypatch):
+    """Without bf16 units train.py trains in fp32: the peak is an fp32 GEMM's, not an emulated bf16 one's."""
+    import torch
+
+    seen = []
+    monkeypatch.setattr(torch, "randn", lambda *shape, dtype: seen.append(dtype) or torch.ones(2, 2, dtype=dtype))
+    for supported, dtype in ((False, torch.float32), (True, torch.bfloat16)):
+        monkeypatch.setattr(bench.train, "bf16_supported", lambda: supported)
+        seen.clear()
+        assert bench.peak_dtype() == dtype and bench.gemm_peak_flops(n=2, reps=1) > 0 and seen == [dtype, dtype]

@@ -113,3 +113,28 @@ def test_peak_memory_sees_a_real_allocation():
     if grown < 200 * 2**20:  # the kernel's own counter did not show it (approximate per-CPU RSS counters)
         pytest.skip(f"this kernel's VmRSS grew by {grown} bytes for a 256 MiB allocation")
     assert peak >= grown
+
+CPUINFO = """processor\t: 0
+model name\t: AMD EPYC 9B14
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16 avx512_vnni
+processor\t: 1
+model name\t: AMD EPYC 9B14
+flags\t\t: fpu sse4_2 avx avx2 fma avx512f avx512_bf16 avx512_vnni
+"""
+
+
+def test_machine_names_the_cpu_and_its_best_matrix_instruction_set(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert record.cpu_flags(CPUINFO) >= {"avx2", "avx512_bf16"} and "avx512bf16" not in record.cpu_flags(CPUINFO)
+    assert record.machine(CPUINFO) == {"cpu": "AMD EPYC 9B14", "isa": "avx512_bf16", "threads": 2, "gpu": None}
+    avx2 = CPUINFO.replace(" avx512f avx512_bf16 avx512_vnni", "")  # the 2-core machine of 2026-12-02 06:20
+    assert record.machine(avx2)["isa"] == "avx2"
+    assert record.machine("")["isa"] == "other" and record.cpu_flags("") == frozenset()  # no /proc (macOS)
+
+
+def test_run_record_carries_the_machine():
+    rec = make_record()
+    assert set(rec["machine"]) == {"cpu", "isa", "threads", "gpu"} and rec["machine"]["threads"] >= 1
