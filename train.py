@@ -45,6 +45,9 @@ from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the co
 logger = logging.getLogger("ftlab.train")
 
 METRIC_KEYS = ("accuracy", "micro_f1", "macro_f1", "weight_f1", "loss")
+# what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
+# transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
+LAUNCH_MIXED_PRECISION = os.environ.get("ACCELERATE_MIXED_PRECISION")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -187,6 +190,11 @@ class FtTrainingArguments(TrainingArguments):
             self.bf16 = bf16_supported()
         if self.bf16 and not torch.cuda.is_available():
             self.use_cpu = True  # HF accepts bf16 without a GPU only on the CPU path (torch.autocast cpu)
+        # TrainingArguments sets ACCELERATE_MIXED_PRECISION=bf16 for a bf16 run and keeps the old value for an
+        # fp32 one, and Trainer's Accelerator autocasts by it: an fp32 run after a bf16 one in the same process
+        # (bench.py's setups, a test session, a notebook) would silently train and evaluate in bf16
+        os.environ["ACCELERATE_MIXED_PRECISION"] = (
+            "bf16" if self.bf16 else "fp16" if self.fp16 else LAUNCH_MIXED_PRECISION or "no")
         if self.report_to in (None, "auto"):
             self.report_to = default_report_to()
         check_class_weight(self.class_weight)

@@ -392,3 +392,24 @@ def test_pad_to_multiple_of_rounds_batches_up_and_leaves_outputs_unchanged(tiny_
     with torch.no_grad():
         logits = {k: model(**{n: t for n, t in b.items() if n != "labels"}).logits for k, b in batches.items()}
     torch.testing.assert_close(logits[8], logits[None], atol=1e-5, rtol=1e-5)
+
+
+def test_an_fp32_run_after_a_bf16_run_in_one_process_stays_fp32(monkeypatch, tmp_path):
+    """transformers sets ACCELERATE_MIXED_PRECISION=bf16 for a bf16 run and keeps it for a later fp32 one, whose
+    Trainer would then autocast to bf16 (seen: bench.py's in-process naive setup, tests on a CPU without bf16
+    units). train.py's arguments set it per run, back to what the launcher set when the run is fp32."""
+    import torch
+    import transformers
+
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)  # restored after the test
+    flags = ["--output_dir", str(tmp_path), "--report_to", "none", "--eval_strategy", "no", "--save_strategy", "no",
+             "--load_best_model_at_end", "false"]
+    seen = []
+    for bf16 in ("true", "false"):
+        *_, targs = train.parse_args(["--bf16", bf16, *flags])
+        accelerator = transformers.Trainer(model=torch.nn.Linear(2, 2), args=targs).accelerator
+        seen.append((os.environ["ACCELERATE_MIXED_PRECISION"], accelerator.mixed_precision, accelerator.native_amp))
+    assert seen == [("bf16", "bf16", True), ("no", "no", False)]
+    monkeypatch.setattr(train, "LAUNCH_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
+    train.parse_args(["--bf16", "false", *flags])
+    assert os.environ["ACCELERATE_MIXED_PRECISION"] == "fp16"
