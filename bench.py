@@ -570,8 +570,8 @@ def main(argv=None) -> int:
     peak = max(peak, gemm_peak_flops())
     what = "one epoch each" if args.whole_run else f"{args.steps} steps each"
     lines = [f"bench: {args.model}, {args.dataset_name}, method {args.method} {args.train_args}, {what}, "
-             f"{torch.get_num_threads()} threads; {PRECISION[peak_dtype()]} GEMM peak {peak / 1e9:.1f} GFLOP/s (2048^3 matmul, the "
-             "better of before and after the runs)",
+             f"{torch.get_num_threads()} threads; {PRECISION[peak_dtype()]} GEMM peak {peak / 1e9:.1f} GFLOP/s "
+             "(2048^3 matmul, the better of before and after the runs)",
              f"FLOPs = 6 x {n / 1e6:.2f}M non-embedding params x tokens",
              *(flops_line(r, n, peak) for r in results)]
     base = results[0]["samples_per_second"]
@@ -581,8 +581,9 @@ def main(argv=None) -> int:
     text = "\n".join(lines)
     print("\n" + text)
     if args.out:
-        write_atomic(args.out + ".json", json.dumps({"args": vars(args), "machine": machine(), "gemm_peak_flops": peak,
-                                                     "non_embedding_params": n, "results": results}, indent=1))
+        write_atomic(args.out + ".json", json.dumps({"args": vars(args), "machine": machine(),
+                                                     "gemm_peak_flops": peak, "non_embedding_params": n,
+                                                     "results": results}, indent=1))
         write_atomic(args.out + ".md", text + "\n")
     return 0
 

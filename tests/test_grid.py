@@ -83,15 +83,16 @@ def test_run_sup_grid_end_to_end_and_resume(tmp_path, tiny_models):
 
 @pytest.mark.slow
 def test_run_peft_grid_with_sweep(tmp_path, tiny_models):
-    env = grid_env(tmp_path, MODELS=tiny_models("bert"), METHODS="adapter", LORA_SWEEP="4:8")
+    # one seed: the seed loop and its resume are test_run_sup_grid_end_to_end_and_resume's (the same labs/grid.sh)
+    env = grid_env(tmp_path, MODELS=tiny_models("bert"), METHODS="adapter", LORA_SWEEP="4:8", SEEDS="1")
     proc = run_script("run_peft.sh", env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     base = tmp_path / "runs" / "agnews_sup" / "bert"
     assert sorted(p.relative_to(base).as_posix() for p in base.rglob("run.json")) == [
-        "adapter/seed1/run.json", "adapter/seed2/run.json", "lora_r4_a8/seed1/run.json", "lora_r4_a8/seed2/run.json"]
+        "adapter/seed1/run.json", "lora_r4_a8/seed1/run.json"]
     rows = table_rows(tmp_path / "runs")
     (sweep,) = [r for (m, s), r in rows.items() if m == "lora"]
-    assert "lora_alpha=8" in sweep["settings"] and "lora_r=4" in sweep["settings"] and sweep["n"] == "2"
+    assert "lora_alpha=8" in sweep["settings"] and "lora_r=4" in sweep["settings"] and sweep["n"] == "1"
     assert any(m == "adapter" for m, _ in rows)
 
 
@@ -104,13 +105,13 @@ def test_mrpc_lab_rejects_an_unknown_prompt(tmp_path):
 
 @pytest.mark.slow
 def test_rotten_tomatoes_lab_has_validation_and_test_columns(tmp_path, tiny_models):
-    env = grid_env(tmp_path, MODEL=tiny_models("bert"), METHODS="svm lora")
+    env = grid_env(tmp_path, MODEL=tiny_models("bert"), METHODS="svm lora", SEEDS="1")
     proc = run_script("labs/rotten_tomatoes.sh", env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = table_rows(tmp_path / "runs")
     assert {m for m, _ in rows} == {"svm", "lora"}
     for r in rows.values():
-        assert r["n"] == "2" and r["validation_accuracy_n"] == "2" and r["test_accuracy_n"] == "2"
+        assert r["n"] == "1" and r["validation_accuracy_n"] == "1" and r["test_accuracy_n"] == "1"
     md = (tmp_path / "runs" / "report" / "table.md").read_text()
     assert "validation accuracy" in md and "test accuracy" in md
 
