@@ -53,19 +53,23 @@ def step(model, optimizer, batch: dict, bf16: bool) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+class _FloatMask:
+    """fast_dropout's multiply as it was before 2026-12-02: plain autograd of x * mask.to(x.dtype), which keeps
+    the mask in x's dtype for the backward (same mask, threshold and scale: fast_dropout computes them)."""
+
+    @staticmethod
+    def apply(x: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
+        return x.mul(mask.to(x.dtype)).mul_(scale)
+
+
 @contextlib.contextmanager
 def float_mask():
-    """FastDropout as it was before 2026-12-02: autograd of x * mask.to(x.dtype) keeps the float mask."""
-    def old(x, p):
-        threshold = fastdropout.drop_threshold(p)
-        scale = fastdropout.LANES / (fastdropout.LANES - threshold)
-        return x.mul(fastdropout.keep_mask(x.shape, p).to(x.dtype)).mul_(scale)
-
-    saved, fastdropout.fast_dropout = fastdropout.fast_dropout, old
+    """FastDropout as it was before 2026-12-02 (its multiply swapped for _FloatMask's) inside the block."""
+    saved, fastdropout._MaskedScale = fastdropout._MaskedScale, _FloatMask
     try:
         yield
     finally:
-        fastdropout.fast_dropout = saved
+        fastdropout._MaskedScale = saved
 
 
 def saved_bytes(model, batch: dict, bf16: bool) -> int:

@@ -195,12 +195,17 @@ def test_time_to_accuracy_command_runs_both_setups_in_child_processes(tiny_model
     assert seen == [(0.25, saved["target"], 3.0)]
 
 
+def load_lab(name: str):
+    """labs/NAME.py as a module (labs/ is not a package: its scripts run as files)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "labs" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_gemm_shapes_counts_each_call_and_prints_every_case(monkeypatch, capsys):
     """labs/gemm_shapes.py: mean_us divides by every call it made; main prints one row per dtype x width."""
-    spec = importlib.util.spec_from_file_location("gemm_shapes", Path(__file__).resolve().parents[1] / "labs" /
-                                                  "gemm_shapes.py")
-    gemm_shapes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gemm_shapes)
+    gemm_shapes = load_lab("gemm_shapes")
     calls = []
     assert gemm_shapes.mean_us(calls.append, [1, 2, 3], reps=4) >= 0
     assert calls == [1, 2, 3] * 4

@@ -11,7 +11,7 @@ import fastdropout
 import methods
 import train
 from fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
-from tests.test_bench import _tiny_argv
+from tests.test_bench import _tiny_argv, load_lab
 from train import get_model
 
 
@@ -170,22 +170,12 @@ def test_train_py_records_the_attention_it_trained_with(tiny_models, tmp_path):
         == "sdpa"
 
 
-def _lab(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "labs" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_attention_lab_counts_3_bytes_less_per_dropped_element_and_prints_both_kernels(tiny_models, capsys):
     """labs/attention_kernels.py: the bool mask saves 1 byte an element where the float mask saved 4 (fp32).
     Tiny BERT (hidden 32, 2 layers, 2 heads), batch 2 x 5 tokens, eager: dropout on the embeddings [2, 5, 32],
     per layer the attention probabilities [2, 2, 5, 5], the attention output and the FFN output [2, 5, 32],
     and the pooled [CLS] before the classifier [2, 32]: 320 + 2 x (100 + 320 + 320) + 64 = 1,864 elements."""
-    lab = _lab("attention_kernels")
+    lab = load_lab("attention_kernels")
     model, _ = lab.build(tiny_models("bert"), "eager")
     batch = lab.make_batch(model, 2, 5)
     torch.manual_seed(0)
@@ -195,6 +185,7 @@ def test_attention_lab_counts_3_bytes_less_per_dropped_element_and_prints_both_k
         float_mask = lab.saved_bytes(model, batch, bf16=False)
     assert float_mask - bool_mask == 3 * 1864
     assert fastdropout.fast_dropout is fast_dropout  # float_mask() puts the real one back
+    assert fastdropout._MaskedScale.__name__ == "_MaskedScale"
     assert lab.main(["--model", tiny_models("bert"), "--batch", "2", "--tokens", "5", "--rounds", "2",
                      "--steps", "1", "--bf16", "false"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith(("| eager", "| sdpa"))]
