@@ -10,6 +10,10 @@ by optuna's TPE sampler (seeded by --search_seed) from the method's space below;
 makes one), the test split is never scored. The study lives in STUDY_DIR/study.db (sqlite): a killed
 search resumes where it stopped; the trial that was running is marked failed and its settings are
 tried again. Writes STUDY_DIR/trials.md (every trial: settings, validation metric) and best.yaml.
+
+`--pruner median` stops a trial early when its validation metric after an evaluation is worse than the
+median of the earlier trials' at the same epoch (optuna's MedianPruner, as Trainer.hyperparameter_search
+does with the optuna backend); a pruned trial counts toward --n_trials and never becomes best.yaml.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainerCallback
 
 import train
 from ftio import write_atomic
@@ -38,6 +42,13 @@ class SearchArguments:
     max_epochs: int = field(default=10, metadata={"help": "Upper bound of the epochs drawn."})
     keep_trial_models: bool = field(default=False, metadata={
         "help": "Keep each trial's saved model (default: only run.json, to save disk)."})
+    pruner: str = field(default="none", metadata={
+        "help": "Stop unpromising trials early: none, or median (optuna's MedianPruner on the validation "
+                "metric of each evaluation)."})
+    pruner_startup_trials: int = field(default=3, metadata={
+        "help": "median: trials that run to the end before any trial is pruned."})
+    pruner_warmup_epochs: int = field(default=2, metadata={
+        "help": "median: epochs (evaluations) every trial trains before it can be pruned."})
 
 
 # ---- the spaces: what each method's trial draws (learning rate around the method's default)
@@ -72,6 +83,51 @@ def draw(trial, method: str, max_epochs: int) -> Dict[str, Any]:
     return {**_common(trial, method, max_epochs), **(space(trial) if space else {})}
 
 
+# ---- pruning: a trial reports each evaluation; the pruner may stop it
+
+def _median_pruner(sargs: SearchArguments):
+    import optuna
+
+    # optuna prunes from step == n_warmup_steps on; steps are evaluations 1, 2, ...
+    return optuna.pruners.MedianPruner(n_startup_trials=sargs.pruner_startup_trials,
+                                       n_warmup_steps=sargs.pruner_warmup_epochs + 1)
+
+
+def _no_pruner(sargs: SearchArguments):
+    import optuna
+
+    return optuna.pruners.NopPruner()
+
+
+PRUNERS: Dict[str, Callable[[SearchArguments], Any]] = {"none": _no_pruner, "median": _median_pruner}
+
+
+def make_pruner(sargs: SearchArguments):
+    if sargs.pruner not in PRUNERS:
+        raise ValueError(f"unknown --pruner {sargs.pruner!r}; valid: {', '.join(PRUNERS)}")
+    return PRUNERS[sargs.pruner](sargs)
+
+
+class ReportToTrial(TrainerCallback):
+    """After each evaluation: the validation metric to the optuna trial, at step = evaluations so far
+    (epochs, with train.py's per-epoch evaluation: comparable across batch sizes, unlike global steps);
+    raises optuna.TrialPruned out of trainer.train() when the pruner says so."""
+
+    def __init__(self, trial, metric: str):
+        self.trial, self.key, self.evaluations = trial, f"eval_{metric}", 0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        import optuna
+
+        if not metrics or self.key not in metrics:
+            return
+        self.evaluations += 1
+        self.trial.report(float(metrics[self.key]), step=self.evaluations)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"validation {self.key[5:]} {metrics[self.key]:.4f} after evaluation "
+                                     f"{self.evaluations}: below the pruner's mark")
+
+
 # ---- one trial = one train.py run
 
 def trial_argv(base_argv: Sequence[str], settings: Dict[str, Any], out_dir: str) -> List[str]:
@@ -87,11 +143,14 @@ def objective_for(base_argv: Sequence[str], sargs: SearchArguments, method: str,
         if crash_at is not None and trial.number == int(crash_at):
             os._exit(1)
         settings = draw(trial, method, sargs.max_epochs)
-        out = os.path.join(sargs.study_dir, f"trial{trial.number:03d}")
-        record = train.run(*train.parse_args(trial_argv(base_argv, settings, out)))
         trial.set_user_attr("settings", settings)
-        if not sargs.keep_trial_models:
-            _drop_weights(out)
+        out = os.path.join(sargs.study_dir, f"trial{trial.number:03d}")
+        try:
+            record = train.run(*train.parse_args(trial_argv(base_argv, settings, out)),
+                               callbacks=[ReportToTrial(trial, metric)])
+        finally:  # a pruned trial leaves its checkpoints too
+            if not sargs.keep_trial_models and os.path.isdir(out):
+                _drop_weights(out)
         value = record["metrics"].get("validation", {}).get(metric)
         if value is None:
             raise ValueError(f"no validation {metric} in {out}/run.json: the set needs a validation split "
@@ -122,7 +181,8 @@ def open_study(sargs: SearchArguments, direction: str):
     os.makedirs(sargs.study_dir, exist_ok=True)
     storage = f"sqlite:///{os.path.abspath(os.path.join(sargs.study_dir, 'study.db'))}"
     study = optuna.create_study(study_name="ftlab", storage=storage, direction=direction, load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=sargs.search_seed))
+                                sampler=optuna.samplers.TPESampler(seed=sargs.search_seed),
+                                pruner=make_pruner(sargs))
     for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         logger.info("trial %d was cut off: failed, its settings queued again", stale.number)
         study.tell(stale.number, state=TrialState.FAIL)
@@ -131,15 +191,25 @@ def open_study(sargs: SearchArguments, direction: str):
 
 
 def finished(study) -> List[Any]:
+    """Trials that ran to the end (the ones best.yaml is chosen from)."""
     from optuna.trial import TrialState
 
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def done(study) -> List[Any]:
+    """Trials that count toward --n_trials: finished or pruned."""
+    from optuna.trial import TrialState
+
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
 def trials_table(study, metric: str) -> str:
     rows = ["| trial | state | validation " + metric + " | settings |", "|---|---|---|---|"]
     for t in study.get_trials(deepcopy=False):
         value = "" if t.value is None else f"{t.value:.4f}"
+        if t.state.name == "PRUNED" and t.intermediate_values:  # optuna keeps the last report as its value
+            value += f" (evaluation {max(t.intermediate_values)})"
         settings = ", ".join(f"{k}={_fmt(v)}" for k, v in (t.user_attrs.get("settings") or t.params).items())
         rows.append(f"| {t.number} | {t.state.name.lower()} | {value} | {settings} |")
     return "\n".join(rows) + "\n"
@@ -185,14 +255,15 @@ def search(argv: Sequence[str]) -> Dict[str, Any]:
     metric = base[-1].metric_for_best_model or "accuracy"
     study = open_study(sargs, "minimize" if metric.endswith("loss") else "maximize")
     study.set_user_attr("metric", metric)
-    remaining = sargs.n_trials - len(finished(study))
+    remaining = sargs.n_trials - len(done(study))
     if remaining > 0:
         study.optimize(objective_for(base_argv, sargs, base[2].method, metric), n_trials=remaining,
                        catch=(RuntimeError,))
     write_atomic(os.path.join(sargs.study_dir, "trials.md"), trials_table(study, metric))
     write_atomic(os.path.join(sargs.study_dir, "best.yaml"), best_config(study, fixed_settings(base)))
     return {"best_value": study.best_value, "best_trial": study.best_trial.number,
-            "finished": len(finished(study)), "study_dir": sargs.study_dir}
+            "finished": len(finished(study)), "pruned": len(done(study)) - len(finished(study)),
+            "study_dir": sargs.study_dir}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -202,7 +273,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"best validation value {out['best_value']:.4f} (trial {out['best_trial']}, {out['finished']} finished); "
+    print(f"best validation value {out['best_value']:.4f} (trial {out['best_trial']}, {out['finished']} finished, "
+          f"{out['pruned']} pruned); "
           f"{out['study_dir']}/best.yaml, {out['study_dir']}/trials.md")
     return 0
 

@@ -371,9 +371,11 @@ class FtTrainer(Trainer):
 
 
 def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
-                  early_stopping_patience: Optional[int] = None) -> Trainer:
+                  early_stopping_patience: Optional[int] = None, callbacks: Sequence[TrainerCallback] = ()) -> Trainer:
     eval_dataset = tokenized["validation"] if "validation" in tokenized else None
-    callbacks = [CrashAtStep(int(os.environ["FTLAB_CRASH_AT_STEP"]))] if os.environ.get("FTLAB_CRASH_AT_STEP") else []
+    callbacks = list(callbacks)
+    if os.environ.get("FTLAB_CRASH_AT_STEP"):
+        callbacks.append(CrashAtStep(int(os.environ["FTLAB_CRASH_AT_STEP"])))
     if early_stopping_patience:
         if eval_dataset is None or training_args.eval_strategy == IntervalStrategy.NO:
             raise ValueError("--early_stopping_patience needs a validation split and evaluation (this set has no "
@@ -587,8 +589,9 @@ def prepare_data(args: TrainArgs, tokenizer):
 
 
 def run(model_args: ModelArguments, data_args: DataArguments, method_args: MethodArguments,
-        run_args: RunArguments, targs: FtTrainingArguments) -> dict:
-    """One training run, start to run.json; returns the record."""
+        run_args: RunArguments, targs: FtTrainingArguments, callbacks: Sequence[TrainerCallback] = ()) -> dict:
+    """One training run, start to run.json; returns the record. `callbacks`: more Trainer callbacks
+    (search.py's pruning reporter)."""
     args = TrainArgs(model_args, data_args, method_args, run_args, targs)
     method = bind_method(method_args)
     setup_logging(targs)
@@ -616,7 +619,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     # frozen Linear weights in bf16 where autocast would cast them anyway (methods.cast_frozen_linears)
     in_bf16 = cast_frozen_linears(model, torch.bfloat16) if targs.bf16 and targs.frozen_bf16 else []
     trained, inputs, feature_seconds = head_on_features(model, tokenizer, tokenized, method, targs)
-    trainer = build_trainer(trained, tokenizer, inputs, targs, run_args.early_stopping_patience)
+    trainer = build_trainer(trained, tokenizer, inputs, targs, run_args.early_stopping_patience, callbacks)
     train_output = trainer.train(resume_from_checkpoint=resume_target(targs))
     memory.mark_training_done()  # the peak of training alone, before evaluation batches add theirs
     for module in in_bf16:

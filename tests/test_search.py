@@ -64,3 +64,61 @@ def test_space_is_seeded_and_per_method():
     lora = draws("lora", 3)
     assert lora["lora_alpha"] % lora["lora_r"] == 0 and 2 <= lora["num_train_epochs"] <= 5
     assert set(draws("full", 1)) == {"learning_rate", "num_train_epochs", "warmup_ratio", "per_device_train_batch_size"}
+
+
+def test_pruners_registry():
+    import optuna
+    import pytest
+
+    median = search.make_pruner(search.SearchArguments(pruner="median", pruner_startup_trials=4,
+                                                       pruner_warmup_epochs=2))
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    # two epochs always train: evaluation 3 is the first that can be pruned
+    assert (median._n_startup_trials, median._n_warmup_steps) == (4, 3)
+    assert isinstance(search.make_pruner(search.SearchArguments()), optuna.pruners.NopPruner)
+    with pytest.raises(ValueError, match=r"unknown --pruner 'hyperband'; valid: none, median"):
+        search.make_pruner(search.SearchArguments(pruner="hyperband"))
+
+
+def test_report_to_trial_reports_each_evaluation_and_raises_when_pruned():
+    import optuna
+    import pytest
+
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
+    trial = study.ask()
+    callback = search.ReportToTrial(trial, "macro_f1")
+    callback.on_evaluate(None, None, None, metrics={"eval_loss": 0.3})  # not the searched metric: no report
+    callback.on_evaluate(None, None, None, metrics={"eval_macro_f1": 0.7, "eval_loss": 0.3})
+    with pytest.raises(optuna.TrialPruned, match=r"validation macro_f1 0\.4000 after evaluation 2"):
+        callback.on_evaluate(None, None, None, metrics={"eval_macro_f1": 0.4})
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert study.trials[0].intermediate_values == {1: 0.7, 2: 0.4}
+
+
+def test_pruned_trial_counts_toward_n_trials_and_leaves_no_weights(tiny_models, tmp_path, monkeypatch):
+    import optuna
+
+    class PruneTrialOne(optuna.pruners.BasePruner):  # stands in for the median: prunes trial 1 at evaluation 2
+        def prune(self, study, trial):
+            return trial.number == 1 and trial.last_step == 2
+
+    monkeypatch.setitem(search.PRUNERS, "median", lambda sargs: PruneTrialOne())
+    study_dir = tmp_path / "study"
+    # 2 epochs a trial (66 examples): epoch 1 saves a checkpoint, trial 1 is pruned after epoch 2's evaluation
+    flags = base_flags(tiny_models("bert"))
+    flags = flags[:flags.index("--max_steps")] + flags[flags.index("--max_steps") + 2:]
+    argv = ["--study_dir", str(study_dir), "--n_trials", "3", "--max_epochs", "2", "--search_seed", "3",
+            "--pruner", "median", *flags]
+    assert search.main(argv) == 0
+
+    study = search.open_study(search.SearchArguments(study_dir=str(study_dir)), "maximize")
+    assert [t.state.name for t in study.get_trials()] == ["COMPLETE", "PRUNED", "COMPLETE"]  # 3 in all, not 4
+    pruned = study.get_trials()[1]
+    assert list(pruned.intermediate_values) == [1, 2] and pruned.user_attrs["settings"]["lora_r"] in (4, 8, 16)
+    trial1 = study_dir / "trial001"
+    assert not (trial1 / "run.json").exists()  # stopped inside training
+    assert not list(trial1.glob("checkpoint-*")) and not list(trial1.glob("*.safetensors"))
+    row = (study_dir / "trials.md").read_text().splitlines()[3]
+    assert row.startswith(f"| 1 | pruned | {pruned.intermediate_values[2]:.4f} (evaluation 2) | learning_rate=")
+    assert study.best_trial.number in (0, 2)
+    assert (study_dir / "best.yaml").read_text().startswith("# Best of 2 trials")
