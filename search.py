@@ -225,7 +225,8 @@ def best_config(study, fixed: Dict[str, Any]) -> str:
 
     best = study.best_trial
     config = {**fixed, **best.user_attrs["settings"]}
-    header = (f"# Best of {len(finished(study))} trials (trial {best.number}, validation "
+    n = len(finished(study))
+    header = (f"# Best of {n} finished trial{'' if n == 1 else 's'} (trial {best.number}, validation "
               f"{study.user_attrs.get('metric', 'metric')} {best.value:.4f}), written by search.py.\n"
               "#   uv run train.py THIS_FILE --seed 1\n")
     return header + yaml.safe_dump(config, sort_keys=False)
