@@ -111,15 +111,22 @@ def make_pruner(sargs: SearchArguments):
 class ReportToTrial(TrainerCallback):
     """After each evaluation: the validation metric to the optuna trial, at step = evaluations so far
     (epochs, with train.py's per-epoch evaluation: comparable across batch sizes, unlike global steps);
-    raises optuna.TrialPruned out of trainer.train() when the pruner says so."""
+    raises optuna.TrialPruned out of trainer.train() when the pruner says so. Only evaluations during
+    training count: train.py's final validation scoring (the restored best model) is not an epoch."""
 
     def __init__(self, trial, metric: str):
-        self.trial, self.key, self.evaluations = trial, f"eval_{metric}", 0
+        self.trial, self.key, self.evaluations, self.training = trial, f"eval_{metric}", 0, False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.training = True
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.training = False
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         import optuna
 
-        if not metrics or self.key not in metrics:
+        if not self.training or not metrics or self.key not in metrics:
             return
         self.evaluations += 1
         self.trial.report(float(metrics[self.key]), step=self.evaluations)

@@ -87,6 +87,8 @@ def test_report_to_trial_reports_each_evaluation_and_raises_when_pruned():
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=0.5))
     trial = study.ask()
     callback = search.ReportToTrial(trial, "macro_f1")
+    callback.on_evaluate(None, None, None, metrics={"eval_macro_f1": 0.9})  # before training: no report
+    callback.on_train_begin(None, None, None)
     callback.on_evaluate(None, None, None, metrics={"eval_loss": 0.3})  # not the searched metric: no report
     callback.on_evaluate(None, None, None, metrics={"eval_macro_f1": 0.7, "eval_loss": 0.3})
     with pytest.raises(optuna.TrialPruned, match=r"validation macro_f1 0\.4000 after evaluation 2"):
@@ -121,4 +123,6 @@ def test_pruned_trial_counts_toward_n_trials_and_leaves_no_weights(tiny_models, 
     row = (study_dir / "trials.md").read_text().splitlines()[3]
     assert row.startswith(f"| 1 | pruned | {pruned.intermediate_values[2]:.4f} (evaluation 2) | learning_rate=")
     assert study.best_trial.number == 0
+    # trial 0 reported its 2 epochs, not train.py's validation scoring after training
+    assert list(study.get_trials()[0].intermediate_values) == [1, 2]
     assert (study_dir / "best.yaml").read_text().startswith("# Best of 1 finished trial (trial 0")
