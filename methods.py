@@ -293,7 +293,22 @@ def apply_adapter(model, args: MethodArguments):
     for name, p in model.named_parameters():  # the HF head lives outside base_model: make sure it trains
         if _in_head(model)(name):
             p.requires_grad_(True)
+    if args.adapter_train_layernorm:
+        # Houlsby et al. 2019 (sec. 2.1) train the layer normalization parameters per task beside the
+        # adapters; the adapters library freezes them. Every norm of the body trains (BERT: the embeddings'
+        # and two a layer, weight and bias of [hidden] each), nothing else of the base; for decoders the
+        # layers' and the final norm; RMSNorm (Llama, Qwen2) counts as the same per-task scale.
+        norms = [m for m in model.base_model.modules() if _is_norm(m)]
+        if not norms:
+            raise ValueError(f"--adapter_train_layernorm: no LayerNorm/RMSNorm found in model type "
+                             f"{model.config.model_type!r}; drop the flag")
+        for module in norms:
+            module.requires_grad_(True)
     return model
+
+
+def _is_norm(module: nn.Module) -> bool:
+    return isinstance(module, (nn.LayerNorm, nn.RMSNorm)) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
 
 
 def check_cuda(method: str) -> None:
@@ -327,7 +342,8 @@ def _head_settings(args: MethodArguments) -> dict:
 
 
 def _adapter_settings(args: MethodArguments) -> dict:
-    return {"adapter_config": args.adapter_config, "reduction_factor": args.reduction_factor}
+    return {"adapter_config": args.adapter_config, "reduction_factor": args.reduction_factor,
+            "train_layernorm": args.adapter_train_layernorm}
 
 
 @dataclass(frozen=True)
@@ -409,6 +425,9 @@ class MethodArguments:
                 "FFN, output x 4: He et al. 2022)."})
     reduction_factor: int = field(default=16, metadata={
         "help": "Adapter bottleneck size = hidden size / reduction_factor."})
+    adapter_train_layernorm: bool = field(default=False, metadata={
+        "help": "adapter: the body's LayerNorm weights and biases train too (Houlsby et al. 2019 train them "
+                "per task; the adapters library freezes them)."})
     head_cache_features: bool = field(default=True, metadata={
         "help": "head: the frozen body computes the head's input once (eval mode) and the head trains on "
                 "it for many cheap epochs (headcache.py); false: the body runs at every step."})

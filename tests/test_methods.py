@@ -103,6 +103,40 @@ def test_adapter_config_count(load, kind, config):
     assert trainable == expected_trainable(kind, "adapter", total, config)
 
 
+# The body's norms (--adapter_train_layernorm), hand-counted on the tiny models (2 layers, d = 32):
+# BERT: embeddings' LayerNorm + 2 a layer (after attention, after the FFN), weight and bias each;
+# Llama: RMSNorm before attention and before the MLP in each layer + the final norm, weight only.
+NORM_PARAMS = {"bert": (1 + 2 * 2) * 2 * D, "llama": (2 * 2 + 1) * D}
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama"])
+def test_adapter_train_layernorm_adds_only_the_norms(load, kind):
+    """Houlsby et al. 2019's recipe: adapters, head and the body's norms train; every other base weight stays."""
+    tokenizer, model = load(kind)
+    args = MethodArguments(method="adapter", adapter_config="houlsby", adapter_train_layernorm=True)
+    model = get_method("adapter").apply(model, args)
+    trainable, total = count_parameters(model)
+    assert trainable == expected_trainable(kind, "adapter", total, "houlsby") + NORM_PARAMS[kind]
+    trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
+    base_trained = {n for n in trainable_names if "adapter" not in n and not n.startswith(("classifier", "score"))}
+    assert base_trained and all("norm" in n.lower() for n in base_trained)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train_steps(model, batch(tokenizer, kind))
+    changed = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert changed == trainable_names
+    assert get_method("adapter").settings(args)["train_layernorm"] is True
+
+
+def test_adapter_train_layernorm_without_norms_is_a_clear_error(load):
+    _, model = load("bert")
+    for module in list(model.bert.modules()):  # a body without norms: every LayerNorm replaced by Identity
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.LayerNorm):
+                setattr(module, child_name, nn.Identity())
+    with pytest.raises(ValueError, match="no LayerNorm/RMSNorm found in model type 'bert'; drop the flag"):
+        get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_train_layernorm=True))
+
+
 def test_parallel_adapter_adds_beside_the_ffn_scaled_by_4(load):
     """He et al. 2022's parallel adapter: layer output = the pretrained path + 4 x up(relu(down(x))) with x
     the FFN's input: one adapter per layer, in the FFN's output module, scaling 4. With the up projections
