@@ -242,10 +242,16 @@ class Arch:
     lora_default: tuple  # peft's default LoRA targets for this family
     embedding_norms: int = 1
     hidden_dropout: float = 0.0
+    final_norm_params: int = 0  # the final norm's share of final_params (pre-norm decoders)
 
     @property
     def layer_params(self) -> int:
         return sum(b.params for b in self.blocks)
+
+    @property
+    def norm_params(self) -> int:
+        """Every norm of the base model: the layers', the embeddings' LayerNorms (weight + bias), the final one."""
+        return sum(b.norm_params for b in self.blocks) + self.embedding_norms * 2 * self.hidden + self.final_norm_params
 
     @property
     def head_params(self) -> int:
@@ -361,7 +367,7 @@ def _llama_like(cfg, task: str, num_labels: int) -> Arch:
         head = [Linear("lm_head", h, cfg.vocab_size, False)]
     return Arch(cfg.model_type, task, h, cfg.vocab_size, num_labels, cfg.vocab_size * h,
                 (block,) * cfg.num_hidden_layers, h, tuple(head), tied and task == "causal_lm",
-                ("q_proj", "v_proj"), embedding_norms=0)
+                ("q_proj", "v_proj"), embedding_norms=0, final_norm_params=h)
 
 
 # model_type -> builder(config, task, num_labels); decoders default to causal LM, encoders to
@@ -404,6 +410,8 @@ class Settings:
         "help": "LoRA targets (module name suffixes or all-linear); default: peft's per-architecture default"})
     adapter_config: str = field(default="pfeiffer", metadata={"help": "pfeiffer | houlsby | parallel"})
     reduction_factor: int = field(default=16, metadata={"help": "adapter bottleneck = hidden / reduction_factor"})
+    adapter_train_layernorm: bool = field(default=False, metadata={
+        "help": "adapter: the body's norms train too (train.py --adapter_train_layernorm)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute layers in backward"})
     zero: int = field(default=0, metadata={"help": "DeepSpeed ZeRO stage 0-3"})
     gpus: int = field(default=1, metadata={"help": "number of GPUs (0 = CPU)"})
@@ -506,7 +514,7 @@ def trainable_parts(arch: Arch, s: Settings) -> dict[str, int]:
     for b in arch.blocks:
         down = b.hidden // s.reduction_factor
         added += per * (2 * b.hidden * down + down + b.hidden)
-    return {"base": cls_head, "added": added}
+    return {"base": cls_head + (arch.norm_params if s.adapter_train_layernorm else 0), "added": added}
 
 
 @dataclass(frozen=True)
@@ -783,6 +791,7 @@ def settings_from_run(run: dict) -> tuple:
         lora_target_modules=split_list(cfg.get("lora_target_modules")) or None,
         adapter_config=str(cfg.get("adapter_config") or "pfeiffer"),
         reduction_factor=int(cfg.get("reduction_factor") or 16),
+        adapter_train_layernorm=bool(cfg.get("adapter_train_layernorm", False)),
         gradient_checkpointing=bool(cfg.get("gradient_checkpointing", False)),
         gpus=0 if on_cpu else 1,
     )

@@ -77,6 +77,25 @@ def test_adapter_count_matches_adapters_library(tiny_models, config, name):
     assert added == parts["added"] == 552 * 2 * (2 if name == "houlsby" else 1)
 
 
+@pytest.mark.parametrize("kind,causal", [("bert", False), ("llama", True)])
+def test_adapter_train_layernorm_count_matches_train_py(tiny_models, kind, causal):
+    """memory.py's trainable count with --adapter_train_layernorm equals the model train.py builds."""
+    import methods
+    from train import get_model
+
+    folder = tiny_models(kind, causal=causal)
+    _, model = get_model(folder, 3)
+    args = methods.MethodArguments(method="adapter", adapter_train_layernorm=True)
+    model = methods.get_method("adapter").apply(model, args)
+    built = methods.count_parameters(model)[0]
+    arch = build_arch(memory.load_config(folder), "seq_cls", 3)
+    parts = memory.trainable_parts(arch, Settings(method="adapter", adapter_train_layernorm=True))
+    assert parts["base"] + parts["added"] == built
+    # hidden 32, 2 layers: BERT 5 LayerNorms x (weight + bias) = 320; Llama 5 RMSNorm weights = 160
+    plain = memory.trainable_parts(arch, Settings(method="adapter"))
+    assert parts["base"] - plain["base"] == {"bert": 320, "llama": 160}[kind]
+
+
 def test_embedded_minilm_count():
     arch = build_arch(memory.load_config("minilm"), "base")
     assert arch.total_params == 22_713_216  # all-MiniLM-L6-v2 with pooler
