@@ -126,3 +126,36 @@ def test_pruned_trial_counts_toward_n_trials_and_leaves_no_weights(tiny_models, 
     # trial 0 reported its 2 epochs, not train.py's validation scoring after training
     assert list(study.get_trials()[0].intermediate_values) == [1, 2]
     assert (study_dir / "best.yaml").read_text().startswith("# Best of 1 finished trial (trial 0")
+
+
+def test_trial_seeds_scores_the_mean_and_a_study_keeps_its_count(tiny_models, tmp_path, capsys, monkeypatch):
+    """Each trial trains --seed, --seed + 1 (train.run stands in: validation accuracy = seed / 10, a value per
+    seed by hand); the objective is their mean, trials.md shows the parts, a resume with another count fails."""
+    calls = []
+
+    def fake_run(model_args, data_args, method_args, extra, targs, callbacks=()):
+        calls.append((targs.seed, targs.output_dir, len(callbacks)))
+        return {"metrics": {"validation": {"accuracy": targs.seed / 10}}}
+
+    monkeypatch.setattr(search.train, "run", fake_run)
+    study_dir = tmp_path / "study"
+    argv = ["--study_dir", str(study_dir), "--n_trials", "2", "--max_epochs", "2", "--search_seed", "1",
+            "--trial_seeds", "2", *base_flags(tiny_models("bert")), "--seed", "5"]
+    assert search.main(argv) == 0
+
+    # two trials x seeds 5 and 6, each in its own folder; only a trial's first seed reports to the pruner
+    assert calls == [(seed, str(study_dir / f"trial{t:03d}" / f"seed{seed}"), 1 if seed == 5 else 0)
+                     for t in (0, 1) for seed in (5, 6)]
+    trial = search.open_study(search.SearchArguments(study_dir=str(study_dir)), "maximize").get_trials()[0]
+    assert trial.value == (0.5 + 0.6) / 2 and trial.user_attrs["per_seed"] == {"5": 0.5, "6": 0.6}
+    row = (study_dir / "trials.md").read_text().splitlines()[2]
+    assert row.startswith("| 0 | complete | 0.5500 (seed 5: 0.5000, seed 6: 0.6000) | learning_rate=")
+    assert "validation accuracy 0.5500, the mean of 2 seeds)" in (study_dir / "best.yaml").read_text().splitlines()[0]
+
+    # resuming with another count would mix means of 2 seeds with single runs: refused, one line
+    capsys.readouterr()
+    resume = ["--study_dir", str(study_dir), "--n_trials", "3", *base_flags(tiny_models("bert"))]  # 1 seed
+    assert search.main(resume) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (f"error: {study_dir} was started with --trial_seeds 2; "
+                                                        "resume it with 2 or give a new --study_dir")
+    assert len(calls) == 4
