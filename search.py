@@ -288,8 +288,6 @@ def parse_args(argv: Sequence[str]):
 
 def keep_trial_seeds(study, sargs: SearchArguments) -> None:
     """A study's trials are means over one number of seeds: resuming with another would mix them."""
-    if sargs.trial_seeds < 1:
-        raise ValueError(f"--trial_seeds must be >= 1, got {sargs.trial_seeds}")
     started = study.user_attrs.get("trial_seeds")
     if started is None and done(study):
         started = 1  # a study from before the flag: one seed a trial
@@ -301,6 +299,8 @@ def keep_trial_seeds(study, sargs: SearchArguments) -> None:
 
 def search(argv: Sequence[str]) -> Dict[str, Any]:
     sargs, base_argv = parse_args(argv)
+    if sargs.trial_seeds < 1:
+        raise ValueError(f"--trial_seeds must be >= 1, got {sargs.trial_seeds}")
     base = train.parse_args(list(base_argv) + ["--output_dir", os.path.join(sargs.study_dir, "probe")])
     metric = base[-1].metric_for_best_model or "accuracy"
     study = open_study(sargs, "minimize" if metric.endswith("loss") else "maximize")
