@@ -152,10 +152,6 @@ def trial_argv(base_argv: Sequence[str], settings: Dict[str, Any], out_dir: str)
             "--score_test", "false", "--do_predict", "false", "--save_total_limit", "1", "--report_to", "none"]
 
 
-def seeds_of_trial(first_seed: int, sargs: SearchArguments) -> List[int]:
-    return [first_seed + i for i in range(sargs.trial_seeds)]
-
-
 def objective_for(base_argv: Sequence[str], sargs: SearchArguments, method: str, metric: str, first_seed: int):
     def objective(trial) -> float:
         crash_at = os.environ.get("FTLAB_SEARCH_CRASH_AT_TRIAL")  # test hook: die like a killed process
@@ -165,11 +161,12 @@ def objective_for(base_argv: Sequence[str], sargs: SearchArguments, method: str,
         trial.set_user_attr("settings", settings)
         trial_dir = os.path.join(sargs.study_dir, f"trial{trial.number:03d}")
         per_seed: Dict[str, float] = {}
-        for i, seed in enumerate(seeds_of_trial(first_seed, sargs)):
+        for seed in range(first_seed, first_seed + sargs.trial_seeds):
             out = trial_dir if sargs.trial_seeds == 1 else os.path.join(trial_dir, f"seed{seed}")
-            callbacks = [ReportToTrial(trial, metric)] if i == 0 else []  # optuna takes one curve a trial
+            # optuna takes one curve a trial: the first seed's
+            callbacks = [ReportToTrial(trial, metric)] if seed == first_seed else []
             per_seed[str(seed)] = trial_value(base_argv, settings, seed, out, sargs, metric, callbacks)
-            trial.set_user_attr("per_seed", per_seed)
+        trial.set_user_attr("per_seed", per_seed)
         return sum(per_seed.values()) / len(per_seed)
     return objective
 
