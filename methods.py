@@ -25,8 +25,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ftio import split_list
+from narrowlinear import narrow_linear
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 logger = logging.getLogger(__name__)
@@ -202,7 +204,9 @@ class LoRALinear(nn.Module):
         out = self.base(x)
         if self.merged:
             return out
-        return out + (self.lora_dropout(x) @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+        # F.linear, not x @ A.t(): its backward takes grad_A as g^T x ([r, N] @ [N, in]), the fast layout;
+        # narrow_linear does the same for B (narrowlinear.py). (..., in) -> (..., r) -> (..., out)
+        return out + narrow_linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
 
     @torch.no_grad()
     def merge(self) -> None:
