@@ -40,6 +40,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 from ftio import split_list
+from microbatch import piece_rows
 from methods import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS
 from record import read_record, upgrade
 
@@ -781,7 +782,9 @@ def settings_from_run(run: dict) -> tuple:
     optim = str(cfg.get("optim", "adamw_torch"))
     s = Settings(
         method=run.get("method") or cfg.get("method", "full"),
-        batch_size=int(cfg.get("per_device_train_batch_size", 8)),
+        # train.py's --micro_batch_tokens runs the longest batch in pieces: one piece's rows set the peak
+        batch_size=piece_rows(int(cfg.get("per_device_train_batch_size", 8)), int(_peak_tokens(data, cfg)),
+                              cfg.get("micro_batch_tokens")),
         seq_len=int(_peak_tokens(data, cfg)),
         dtype="bf16" if cfg.get("bf16") else ("fp16" if cfg.get("fp16") else "fp32"),
         # train.py loads the model in fp32 and trains under autocast (HF Trainer's --bf16)

@@ -11,6 +11,7 @@ Named steps, importable: load_data, get_model, tokenize_data, compute_metrics, b
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -28,8 +29,10 @@ from transformers import (AutoConfig, AutoModelForSequenceClassification, DataCo
                           set_seed, default_data_collator)
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
+from accelerate.utils import DistributedType
 
 import headcache
+import microbatch
 import modelcard
 import tracking
 from dataHelper import sep_token_for
@@ -185,6 +188,11 @@ class FtTrainingArguments(TrainingArguments):
         "help": "Compute the gradients of LoRA's B matrices (a Linear with r <= 8 inputs) in matmul layouts the "
                 "CPU runs 2-4x faster (narrowlinear.py; float32 CPU training only, the same products; a MiniLM "
                 "LoRA step here 0-13% faster, README speed); false: nn.Linear's own backward."})
+    micro_batch_tokens: Optional[int] = field(default=2048, metadata={
+        "help": "Run a training batch of more padded tokens than this as micro-batches of at most this many "
+                "(rows split, padding tails trimmed, losses weighted by their share: the batch's gradient, with "
+                "a lower memory peak; microbatch.py). Default 2048: full fine-tuning's peak RSS 2.50 -> 2.12 GiB "
+                "on restaurant_sup at the same accuracy (results/search/micro_batch.md). 0: every batch whole."})
     class_weight: str = field(default="none", metadata={
         "help": "Per-class loss weights: none, or balanced (n / (classes x count of the class) on train, "
                 "scikit-learn's rule: rare classes weigh more; for imbalanced sets scored by macro-F1)."})
@@ -349,7 +357,35 @@ class FtTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.class_weights = class_weights  # (num_labels,) or None: the model's own (unweighted) loss
 
+    loss_share = 1.0  # this micro-batch's weight in its batch's mean loss (training_step)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        """A batch over --micro_batch_tokens padded tokens runs as micro-batches whose losses, weighted by
+        their share, sum to the batch's: the same gradient with a smaller activation peak (microbatch.py)."""
+        chunks = microbatch.split_batch(inputs, self.args.micro_batch_tokens or 0)
+        if len(chunks) == 1 or self.accelerator.distributed_type == DistributedType.DEEPSPEED:
+            return super().training_step(model, inputs, num_items_in_batch)  # DeepSpeed steps in backward
+        total = None
+        for i, (chunk, share) in enumerate(zip(chunks, microbatch.loss_shares(chunks, self.class_weights))):
+            # DDP: all-reduce gradients once, after the last micro-batch's backward
+            sync = contextlib.nullcontext() if i == len(chunks) - 1 or self.args.world_size <= 1 \
+                else self.accelerator.no_sync(model)
+            self.loss_share = share
+            try:
+                with sync:  # num_items_in_batch None: each piece's loss is its own mean, weighted by share
+                    loss = super().training_step(model, chunk, None)
+            finally:
+                self.loss_share = 1.0
+            total = loss if total is None else total + loss
+        return total
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = self._loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.loss_share == 1.0:
+            return out
+        return (out[0] * self.loss_share, out[1]) if return_outputs else out * self.loss_share
+
+    def _loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.class_weights is None or "labels" not in inputs:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         inputs = dict(inputs)

@@ -314,6 +314,19 @@ def test_compare_uses_longest_example_when_recorded(tmp_path, tiny_models):
     assert memory.compare_run(folder)["seq_len"] == 40
 
 
+def test_compare_reads_the_peak_micro_batch_of_a_token_budget_run(tmp_path, tiny_models):
+    folder = write_run(tmp_path / "a", tiny_models("bert"), "full", 4, 10_000_000)
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    run["data"]["max_tokens"] = 40
+    run["config"]["per_device_train_batch_size"] = 32
+    run["config"]["micro_batch_tokens"] = 512  # 32 x 40 = 1,280 tokens: 3 pieces of ceil(32 / 3) = 11 rows
+    (tmp_path / "a" / "run.json").write_text(json.dumps(run))
+    assert (memory.compare_run(folder)["batch_size"], memory.compare_run(folder)["seq_len"]) == (11, 40)
+    run["config"]["micro_batch_tokens"] = 2048  # fits: the whole batch
+    (tmp_path / "a" / "run.json").write_text(json.dumps(run))
+    assert memory.compare_run(folder)["batch_size"] == 32
+
+
 def test_compare_errors(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no run.json"):
         memory.compare_run(str(tmp_path))
