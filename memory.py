@@ -780,12 +780,12 @@ def settings_from_run(run: dict) -> tuple:
     cfg, data = run.get("config", {}), run.get("data", {})
     on_cpu = str(run.get("memory", {}).get("how", "")).startswith("cpu") or str(run.get("device", "cpu")) == "cpu"
     optim = str(cfg.get("optim", "adamw_torch"))
+    seq_len = int(_peak_tokens(data, cfg))
     s = Settings(
         method=run.get("method") or cfg.get("method", "full"),
         # train.py's --micro_batch_tokens runs the longest batch in pieces: one piece's rows set the peak
-        batch_size=piece_rows(int(cfg.get("per_device_train_batch_size", 8)), int(_peak_tokens(data, cfg)),
-                              cfg.get("micro_batch_tokens")),
-        seq_len=int(_peak_tokens(data, cfg)),
+        batch_size=piece_rows(int(cfg.get("per_device_train_batch_size", 8)), seq_len, cfg.get("micro_batch_tokens")),
+        seq_len=seq_len,
         dtype="bf16" if cfg.get("bf16") else ("fp16" if cfg.get("fp16") else "fp32"),
         # train.py loads the model in fp32 and trains under autocast (HF Trainer's --bf16)
         weights_dtype="fp32",

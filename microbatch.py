@@ -18,12 +18,6 @@ from typing import Dict, List, Mapping
 import torch
 
 
-def padded_tokens(inputs: Mapping) -> int:
-    """batch x length of the batch's token ids (0 when there are none: cached features)."""
-    ids = inputs.get("input_ids")
-    return int(ids.shape[0] * ids.shape[1]) if isinstance(ids, torch.Tensor) and ids.dim() == 2 else 0
-
-
 def trim_right_padding(chunk: Dict) -> Dict:
     """Drop the trailing columns where no row has a real token (attention_mask 0 everywhere).
     Only the right end: with left padding (decoders) nothing trails, and positions stay as they were."""
@@ -50,13 +44,14 @@ def piece_rows(rows: int, length: int, max_tokens: int | None) -> int:
     return math.ceil(rows / pieces)
 
 
-def split_batch(inputs: Mapping, max_tokens: int) -> List[Dict]:
+def split_batch(inputs: Mapping, max_tokens: int | None) -> List[Dict]:
     """The batch as micro-batches of at most max_tokens padded tokens (rows split as evenly as the count
-    allows, each trimmed of its padding tail); one piece, untouched, when it fits or max_tokens <= 0.
+    allows, each trimmed of its padding tail); one piece, untouched, when it fits or max_tokens is 0/None.
     A single row longer than the budget stays whole (a row is never cut)."""
-    if padded_tokens(inputs) == 0:
-        return [dict(inputs)]
-    rows, length = inputs["input_ids"].shape
+    ids = inputs.get("input_ids")
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        return [dict(inputs)]  # no token ids (cached head features): nothing to measure in tokens
+    rows, length = ids.shape
     per_piece = piece_rows(rows, length, max_tokens)
     if per_piece == rows:
         return [dict(inputs)]

@@ -362,9 +362,11 @@ class FtTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         """A batch over --micro_batch_tokens padded tokens runs as micro-batches whose losses, weighted by
         their share, sum to the batch's: the same gradient with a smaller activation peak (microbatch.py)."""
-        chunks = microbatch.split_batch(inputs, self.args.micro_batch_tokens or 0)
-        if len(chunks) == 1 or self.accelerator.distributed_type == DistributedType.DEEPSPEED:
-            return super().training_step(model, inputs, num_items_in_batch)  # DeepSpeed steps in backward
+        if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # DeepSpeed steps in backward
+            return super().training_step(model, inputs, num_items_in_batch)
+        chunks = microbatch.split_batch(inputs, self.args.micro_batch_tokens)
+        if len(chunks) == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
         total = None
         for i, (chunk, share) in enumerate(zip(chunks, microbatch.loss_shares(chunks, self.class_weights))):
             # DDP: all-reduce gradients once, after the last micro-batch's backward

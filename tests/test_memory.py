@@ -321,7 +321,8 @@ def test_compare_reads_the_peak_micro_batch_of_a_token_budget_run(tmp_path, tiny
     run["config"]["per_device_train_batch_size"] = 32
     run["config"]["micro_batch_tokens"] = 512  # 32 x 40 = 1,280 tokens: 3 pieces of ceil(32 / 3) = 11 rows
     (tmp_path / "a" / "run.json").write_text(json.dumps(run))
-    assert (memory.compare_run(folder)["batch_size"], memory.compare_run(folder)["seq_len"]) == (11, 40)
+    row = memory.compare_run(folder)
+    assert (row["batch_size"], row["seq_len"]) == (11, 40)
     run["config"]["micro_batch_tokens"] = 2048  # fits: the whole batch
     (tmp_path / "a" / "run.json").write_text(json.dumps(run))
     assert memory.compare_run(folder)["batch_size"] == 32

@@ -109,7 +109,13 @@ def test_train_py_in_pieces_takes_the_same_sgd_steps_and_records_the_budget(tiny
     monkeypatch.setattr(train, "get_model", without_dropout)
     pieces = []
     split = microbatch.split_batch
-    monkeypatch.setattr(microbatch, "split_batch", lambda inputs, n: pieces.append(len(split(inputs, n))) or split(inputs, n))
+
+    def counted(inputs, max_tokens):
+        out = split(inputs, max_tokens)
+        pieces.append(len(out))
+        return out
+
+    monkeypatch.setattr(microbatch, "split_batch", counted)
     deltas = {}
     for name, more in (("whole", ("--micro_batch_tokens", "0")), ("pieces", ("--micro_batch_tokens", "16"))):
         start, models = {}, []
