@@ -37,6 +37,7 @@ import modelcard
 import tracking
 from dataHelper import sep_token_for
 from fastdropout import use_fast_dropout
+from fusedlora import use_fused_lora
 from narrowlinear import use_narrow_linear
 from ftio import read_text, split_list, write_atomic
 from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_linears, count_parameters, epochs_help,
@@ -181,13 +182,17 @@ class FtTrainingArguments(TrainingArguments):
                 "cast back to float32 before the model is saved. Off by default: no faster on MiniLM here "
                 "(README, speed)."})
     fast_dropout: bool = field(default=True, metadata={
-        "help": "Draw CPU dropout masks two elements per random draw (fastdropout.FastDropout: the same dropout, "
+        "help": "Draw CPU dropout masks four elements per random draw (fastdropout.FastDropout: the same dropout, "
                 "p rounded to 1/32768; one MiniLM epoch here: full fine-tuning 1.02-1.05x, LoRA on all linear "
                 "layers 1.18-1.35x the samples/s, README speed); false: torch's nn.Dropout. No effect on CUDA."})
     fast_lora_backward: bool = field(default=True, metadata={
         "help": "Compute the gradients of LoRA's B matrices (a Linear with r <= 8 inputs) in matmul layouts the "
                 "CPU runs 2-4x faster (narrowlinear.py; float32 CPU training only, the same products; a MiniLM "
                 "LoRA step here 0-13% faster, README speed); false: nn.Linear's own backward."})
+    fused_lora: bool = field(default=True, metadata={
+        "help": "Run each peft LoRA Linear as one autograd node in float32 CPU training (fusedlora.py: the same "
+                "function and FastDropout masks, fewer passes; a MiniLM LoRA step here 1.17x faster, "
+                "labs/lora_ceiling.py); false: peft's own modules. Evaluation, autocast and CUDA use peft's."})
     micro_batch_tokens: Optional[int] = field(default=2048, metadata={
         "help": "Run a training batch of more padded tokens than this as micro-batches of at most this many "
                 "(rows split, padding tails trimmed, losses weighted by their share: the batch's gradient, with "
@@ -657,6 +662,8 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
         use_fast_dropout(model)  # after the method: peft's lora_dropout modules too
     if targs.fast_lora_backward:
         use_narrow_linear(model)  # peft's lora_B modules (methods.LoRALinear calls narrow_linear itself)
+    if targs.fused_lora:
+        use_fused_lora(model)  # after use_fast_dropout: the fused node draws FastDropout's masks only
     trainable, total = count_parameters(model)
     logger.info("method %s: %d trainable of %d parameters (%.2f%%)", method.name, trainable, total,
                 100.0 * trainable / total)
