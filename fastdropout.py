@@ -1,14 +1,14 @@
-"""Dropout with a cheaper CPU mask: four mask elements per random draw instead of one.
+"""Dropout with a cheaper CPU mask: two mask elements per random draw instead of one.
 
 Why: on the CPU torch draws a dropout mask with `bernoulli_`, one Mersenne-Twister call per element, on one
 thread. A training step of MiniLM at batch 32 spent 35 ms of ~300 ms there (torch.profiler: 13.5% of self
 CPU time, 20 calls a step), and LoRA on every linear layer adds one dropout per layer input (36 more calls,
-six of them 1536 wide). `keep_mask` takes 63 random bits per call from the same seeded generator
-(`random_` on int64) and reads them as four 15-bit lanes, compared against a threshold: the mask costs about
+six of them 1536 wide). `keep_mask` takes 31 random bits per call from the same seeded generator
+(`random_` on int32) and reads them as two 15-bit lanes, compared against a threshold: the mask costs about
 a fifth of bernoulli's, and forward + backward of a [32, 27, 384] bf16 dropout takes 1.6 ms instead of
-3.1 ms here (README, speed). (Until 2026-12-03 it read two lanes of a 31-bit int32 draw; an int64 draw costs
-little more than an int32 one, so four lanes take 1.4 instead of 2.4 ms for a [896, 1536] mask on the AVX2
-EPYC: other masks from the same seed, the same distribution.)
+3.1 ms here (README, speed). (Four lanes of an int64 draw are faster, 1.4 against 2.4 ms for a [896, 1536]
+mask on the AVX2 EPYC, but draw other masks from the same seed: tried on 2026-12-03 and reverted, its
+accuracy check failed, results/search/fused_lora.md.)
 
 The drop probability is p rounded to a multiple of 1/32768 (|error| <= 1.6e-5; p = 0.1 -> 0.100006), and
 the kept values are scaled by exactly 1 / (1 - that probability), so E[output] = input as with nn.Dropout.
@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-LANE_BITS = 15  # `random_` on int64 gives 63 random bits: four 15-bit lanes, one per 16-bit quarter
+LANE_BITS = 15  # `random_` on int32 gives 31 random bits: two 15-bit lanes, one per 16-bit half
 LANES = 1 << LANE_BITS  # 32768 values per lane
 
 
@@ -37,10 +37,10 @@ def keep_scale(p: float) -> float:
 
 
 def random_lanes(n: int) -> torch.Tensor:
-    """[n] int16, independent uniform values in 0 .. 32767: four per int64 draw of the default generator."""
-    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_()  # [ceil(n/4)], 0 .. 2^63-1
-    # little-endian int16 quarters of a draw: bits 0-15, 16-31, 32-47, 48-63 (bit 63 is always 0); each keeps
-    # its low 15 bits (in place: `bits` is this function's own)
+    """[n] int16, independent uniform values in 0 .. 32767: two per int32 draw of the default generator."""
+    bits = torch.empty((n + 1) // 2, dtype=torch.int32).random_()  # [ceil(n/2)], 0 .. 2^31-1
+    # little-endian int16 halves of a draw: bits 0-15 and 16-31 (bit 31 is always 0); each keeps its low 15
+    # bits (in place: `bits` is this function's own)
     return bits.view(torch.int16)[:n].bitwise_and_(LANES - 1)
 
 
