@@ -3,8 +3,9 @@
 LoRA (Hu et al. 2021, eq. 3) with peft's input dropout: y = x W^T + b + s * dropout(x) A^T B^T, with
 x: [N, in], W: [out, in] and b frozen, A: [r, in], B: [out, r], s = lora_alpha / r. peft runs it as six autograd
 nodes (the frozen Linear, the dropout, A, B, the scale multiply, the add), each a pass over an [N, in] or
-[N, out] tensor plus Python dispatch; on the 2-core AVX2 EPYC these cost ~110 ms of a 416 ms MiniLM step with
-LoRA on all 36 Linears (labs/lora_ceiling.py), besides the ~31 ms of drawing the dropout masks.
+[N, out] tensor plus Python dispatch; on the 2-core AVX2 EPYC these cost ~120 ms of a 437 ms MiniLM step with
+LoRA on all 36 Linears (labs/lora_ceiling.py), besides the ~31 ms of drawing the dropout masks. Fused: 380 ms
+(results/search/fused_lora.md).
 
 Here the dropout's 1/(1-p) and s fold into one scalar on the [N, r] product and the LoRA term is added in place
 by addmm: forward = one addmm for W, one mask multiply, x_d A^T ([N, r]), and one addmm_ for B. The backward

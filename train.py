@@ -191,8 +191,8 @@ class FtTrainingArguments(TrainingArguments):
                 "LoRA step here 0-13% faster, README speed); false: nn.Linear's own backward."})
     fused_lora: bool = field(default=True, metadata={
         "help": "Run each peft LoRA Linear as one autograd node in float32 CPU training (fusedlora.py: the same "
-                "function and FastDropout masks, fewer passes; a MiniLM LoRA step here 1.17x faster, "
-                "labs/lora_ceiling.py); false: peft's own modules. Evaluation, autocast and CUDA use peft's."})
+                "function and FastDropout masks, fewer passes; MiniLM LoRA here 1.09-1.15x the samples/s, "
+                "results/search/fused_lora.md); false: peft's own modules. Evaluation, autocast and CUDA use peft's."})
     micro_batch_tokens: Optional[int] = field(default=2048, metadata={
         "help": "Run a training batch of more padded tokens than this as micro-batches of at most this many "
                 "(rows split, padding tails trimmed, losses weighted by their share: the batch's gradient, with "
