@@ -21,6 +21,7 @@ else (evaluation, bf16 autocast, CUDA, mixed adapter batches) runs peft's own fo
 """
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -115,31 +116,26 @@ def takes_fused_path(layer, x: torch.Tensor, args: tuple, kwargs: dict) -> Optio
     return None if p is None else (name, p)
 
 
+@functools.lru_cache(maxsize=None)
 def fused_lora_class():
-    """FusedLoraLinear, a subclass of peft's lora.Linear (imported on first use: peft is heavy)."""
-    global FusedLoraLinear
-    if FusedLoraLinear is None:
-        base = _peft_linear_class()
+    """FusedLoraLinear, a subclass of peft's lora.Linear (built on first use: peft is heavy to import)."""
 
-        class _Fused(base):
-            """peft's lora.Linear (same parameters, same state_dict) with the fused float32 CPU training path."""
+    class FusedLoraLinear(_peft_linear_class()):
+        """peft's lora.Linear (same parameters, same state_dict) with the fused float32 CPU training path."""
 
-            def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-                path = takes_fused_path(self, x, args, kwargs)
-                if path is None:
-                    return super().forward(x, *args, **kwargs)
-                name, p = path
-                base_layer = self.get_base_layer()
-                scale = self.scaling[name] * (keep_scale(p) if p > 0 else 1.0)
-                return _FusedLora.apply(x, base_layer.weight, base_layer.bias, self.lora_A[name].weight,
-                                        self.lora_B[name].weight, scale, p)
+        def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+            path = takes_fused_path(self, x, args, kwargs)
+            if path is None:
+                return super().forward(x, *args, **kwargs)
+            name, p = path
+            base_layer = self.get_base_layer()
+            scale = self.scaling[name] * (keep_scale(p) if p > 0 else 1.0)
+            return _FusedLora.apply(x, base_layer.weight, base_layer.bias, self.lora_A[name].weight,
+                                    self.lora_B[name].weight, scale, p)
 
-        _Fused.__name__ = _Fused.__qualname__ = "FusedLoraLinear"
-        FusedLoraLinear = _Fused
+    FusedLoraLinear.__qualname__ = "FusedLoraLinear"  # found by pickle as fusedlora.FusedLoraLinear
+    globals()["FusedLoraLinear"] = FusedLoraLinear
     return FusedLoraLinear
-
-
-FusedLoraLinear = None  # built by fused_lora_class()
 
 
 def use_fused_lora(model: nn.Module) -> int:

@@ -1,6 +1,7 @@
 """fusedlora.py: peft's LoRA Linear as one autograd node: the same outputs, gradients and masks as peft's modules
 with FastDropout, peft's own forward wherever the fused path was not measured, train.py's wiring, the lab."""
 import copy
+import pickle
 
 import pytest
 import torch
@@ -147,6 +148,10 @@ def test_use_fused_lora_keeps_the_state_dict_and_leaves_other_models_alone(tiny_
     assert after.keys() == state.keys() and all(torch.equal(after[k], state[k]) for k in state)
     _, plain = get_model(tiny_models("bert"), 3)
     assert use_fused_lora(plain) == 0
+    layer = next(m for m in model.modules() if type(m) is fusedlora.fused_lora_class())
+    copied = pickle.loads(pickle.dumps(layer))  # torch.save(model) pickles the class by name
+    assert type(copied) is fusedlora.FusedLoraLinear and torch.equal(copied.lora_A["default"].weight,
+                                                                     layer.lora_A["default"].weight)
 
 
 def test_train_py_fuses_lora_by_default_and_not_on_request(tiny_models, tmp_path):
