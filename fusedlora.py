@@ -11,8 +11,8 @@ Here the dropout's 1/(1-p) and s fold into one scalar on the [N, r] product and 
 by addmm: forward = one addmm for W, one mask multiply, x_d A^T ([N, r]), and one addmm_ for B. The backward
 computes only what LoRA trains: the input gradient g W + ((s' g B) A) * mask, A's and B's gradients, with the
 narrow products in the layouts narrowlinear.py measured faster ([r, *] results transposed as views). The
-mask is FastDropout's (fastdropout.keep_mask, same generator, same shape, drawn at the same point of the
-forward), so a model trains on the same masks as with peft's modules; values agree to float32 rounding.
+mask is FastDropout's (fastdropout.random_lanes, the draw keep_mask makes: same generator, same count, at the
+same point of the forward), so a model trains on the same masks as with peft's modules; values agree to float32 rounding.
 
 Taken only where it was measured and where it is the same function: float32 on the CPU with gradients on and no
 autocast, one active vanilla LoRA adapter (no DoRA, no LoRA bias, not merged), a plain nn.Linear base whose
@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from fastdropout import FastDropout, drop_threshold, keep_scale, random_lanes
+from fastdropout import LANES, FastDropout, drop_threshold, keep_scale, random_lanes
 
 
 class _FusedLora(torch.autograd.Function):
@@ -86,9 +86,9 @@ def _dropout_p(dropout: nn.Module) -> Optional[float]:
         return 0.0
     if isinstance(dropout, nn.Dropout) and (not dropout.training or dropout.p == 0):
         return 0.0
-    if type(dropout) is FastDropout and not dropout.inplace:
+    if type(dropout) is FastDropout and not dropout.inplace and drop_threshold(dropout.p) < LANES:
         return dropout.p
-    return None  # nn.Dropout in training draws bernoulli masks: keep its own stream
+    return None  # nn.Dropout in training draws bernoulli masks: keep its own stream; p = 1 drops everything
 
 
 def _peft_linear_class():

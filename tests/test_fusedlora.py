@@ -131,6 +131,9 @@ def test_peft_forward_runs_wherever_the_fused_path_was_not_measured(tiny_models)
     assert takes_fused_path(layer, x, (), {}) == ("default", 0.0)  # no dropout drawn: the same function
     layer.lora_dropout["default"].__class__ = FastDropout
     layer.lora_dropout["default"].train()
+    layer.lora_dropout["default"].p = 1.0  # everything dropped: no 1 / (1 - p); FastDropout's own x * 0
+    assert takes_fused_path(layer, x, (), {}) is None
+    layer.lora_dropout["default"].p = 0.1
     layer.get_base_layer().weight.requires_grad_(True)  # a trained base: its gradient is not computed here
     assert takes_fused_path(layer, x, (), {}) is None
     layer.get_base_layer().weight.requires_grad_(False)
