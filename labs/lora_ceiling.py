@@ -1,18 +1,19 @@
-"""How fast can LoRA be, here? Full fine-tuning, LoRA, and LoRA with free A/B matrices: one step each.
+"""How fast can LoRA be, here? Full fine-tuning, LoRA (peft's modules, fused), LoRA with free A/B: one step each.
 
     uv run labs/lora_ceiling.py [--batch 32] [--tokens 28] [--rounds 8] [--bf16 false]
 
 Why: issue 12 asks LoRA to train >= 1.4x as many samples/s as full fine-tuning. LoRA skips the frozen weights'
 gradients (one of the three matmuls of every Linear: forward, input gradient, weight gradient) and their AdamW
-update, but it still runs the whole forward and the input gradients down to the lowest LoRA layer. The third
-setup, "floor", measures that floor on this machine: train.py's full model with every weight frozen and only
-the biases of LoRA's target Linears plus the head training (LoRA's head). Its backward flows through every
-layer as LoRA's does (input gradients only, plus [out] bias sums), with no A/B matrices, no LoRA dropout and
-an optimizer over ~0.2M parameters: a LoRA whose adapters cost nothing. full / floor is the most that any
-LoRA implementation can gain over full fine-tuning on this CPU, batch and precision; full / lora is what
-train.py's LoRA (method defaults, FastDropout, narrowlinear) gains today.
+update, but it still runs the whole forward and the input gradients down to the lowest LoRA layer. The setup
+"floor" measures that floor on this machine: train.py's full model with every weight frozen and only the
+biases of LoRA's target Linears plus the head training (LoRA's head). Its backward flows through every layer as
+LoRA's does (input gradients only, plus [out] bias sums), with no A/B matrices, no LoRA dropout and an optimizer
+over ~0.2M parameters: a LoRA whose adapters cost nothing. full / floor is the most that any LoRA
+implementation can gain over full fine-tuning on this CPU, batch and precision; drawing LoRA's dropout masks
+(timed alone) lowers it for LoRA with dropout. full / lora_peft and full / lora_fused are what peft's modules
+and train.py's fused layers (fusedlora.py, the default) gain today.
 
-The three models are built as train.py builds them (eager attention and FastDropout on the CPU) and timed in
+The four models are built as train.py builds them (eager attention and FastDropout on the CPU) and timed in
 one process on one fixed batch, in rounds whose order rotates; each step is forward + backward + fused AdamW.
 """
 from __future__ import annotations
