@@ -22,6 +22,7 @@ else (evaluation, bf16 autocast, CUDA, mixed adapter batches) runs peft's own fo
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Optional
 
 import torch
@@ -91,12 +92,6 @@ def _dropout_p(dropout: nn.Module) -> Optional[float]:
     return None  # nn.Dropout in training draws bernoulli masks: keep its own stream; p = 1 drops everything
 
 
-def _peft_linear_class():
-    from peft.tuners.lora.layer import Linear
-
-    return Linear
-
-
 def takes_fused_path(layer, x: torch.Tensor, args: tuple, kwargs: dict) -> Optional[tuple]:
     """(adapter name, dropout p) when `layer`'s forward of x can run as one _FusedLora node, else None."""
     base = layer.get_base_layer()
@@ -119,8 +114,9 @@ def takes_fused_path(layer, x: torch.Tensor, args: tuple, kwargs: dict) -> Optio
 @functools.lru_cache(maxsize=None)
 def fused_lora_class():
     """FusedLoraLinear, a subclass of peft's lora.Linear (built on first use: peft is heavy to import)."""
+    from peft.tuners.lora.layer import Linear
 
-    class FusedLoraLinear(_peft_linear_class()):
+    class FusedLoraLinear(Linear):
         """peft's lora.Linear (same parameters, same state_dict) with the fused float32 CPU training path."""
 
         def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
@@ -141,11 +137,10 @@ def fused_lora_class():
 def use_fused_lora(model: nn.Module) -> int:
     """Turn every peft lora.Linear of `model` into a FusedLoraLinear in place (same objects, same weights, same
     checkpoints); returns how many. Layers of other classes (quantized bases, Embedding, Conv) are left alone."""
-    try:
-        base = _peft_linear_class()
-    except ImportError:
-        return 0
+    if "peft.tuners.lora.layer" not in sys.modules:
+        return 0  # peft never loaded: no peft LoRA layer can exist, and nothing is imported for other methods
     cls = fused_lora_class()
+    base = cls.__bases__[0]  # peft's lora.Linear
     count = 0
     for module in model.modules():
         if type(module) is base:
