@@ -50,7 +50,8 @@ DEFAULT_SEED = 2025
 FS_SHOTS = 16
 MRPC_PROMPT = "{sentence1} {sep} {sentence2}"
 MRPC_FIELDS = ("sentence1", "sentence2", "sep")
-CACHE_VERSION = 3  # bump when a reader or builder changes what it returns (2: `label`, bbc_news; 3: validation)
+CACHE_VERSION = 4  # bump when a reader or builder changes what it returns (2: `label`, bbc_news; 3: validation;
+#                   4: restaurant's validation held out of train)
 
 # One raw data set: (label names, split -> records). Every record has an int "label" and the
 # text fields its builder joins ("text"; ABSA "term"/"sentence"; MRPC "sentence1"/"sentence2").
@@ -354,8 +355,24 @@ def _build_plain(raw: Raw, sep_token: str) -> DatasetDict:
     return _records_to_dd(raw, lambda r: r["text"])
 
 
-def _build_absa(raw: Raw, sep_token: str) -> DatasetDict:
-    return _records_to_dd(raw, lambda r: f"{r['term']} {sep_token} {r['sentence']}")
+HOLDOUT_SHARE = 0.1  # of train, stratified by label, seeded with DEFAULT_SEED: the same rows for every run seed
+VALIDATION_SOURCES = ("dev", "holdout")
+
+
+def _hold_out(train: Dataset, test: Dataset) -> DatasetDict:
+    """train -> train / validation: a stratified HOLDOUT_SHARE of train (seed DEFAULT_SEED); test unchanged."""
+    held = train.train_test_split(test_size=HOLDOUT_SHARE, seed=DEFAULT_SEED, stratify_by_column="label")
+    return DatasetDict(train=held["train"], validation=held["test"], test=test)
+
+
+def _build_absa(raw: Raw, sep_token: str, validation: str = "dev") -> DatasetDict:
+    """`validation`: "dev" = the release's dev file; "holdout" = a stratified 10% of train, the dev file unused
+    (restaurant's default: its dev file's label shares differ from train's, see `describe`)."""
+    if validation not in VALIDATION_SOURCES:
+        raise ValueError(f"validation={validation!r}: use 'dev' (the release's dev file) or 'holdout' "
+                         f"(a stratified {HOLDOUT_SHARE:.0%} of train)")
+    dd = _records_to_dd(raw, lambda r: f"{r['term']} {sep_token} {r['sentence']}")
+    return dd if validation == "dev" else _hold_out(dd["train"], dd["test"])
 
 
 def check_prompt(prompt: str) -> str:
@@ -380,8 +397,7 @@ def _build_agnews(raw: Raw, sep_token: str) -> DatasetDict:
     """The release's 7,600 test rows split 9:1 into train / test (seed 2025: 6,840 / 760), then a
     stratified 10% of that train held out as validation (6,156 / 684); the test rows are unchanged."""
     split = _build_plain(raw, sep_token)["all"].train_test_split(test_size=0.1, seed=DEFAULT_SEED)
-    held = split["train"].train_test_split(test_size=0.1, seed=DEFAULT_SEED, stratify_by_column="label")
-    return DatasetDict(train=held["train"], validation=held["test"], test=split["test"])
+    return _hold_out(split["train"], split["test"])
 
 
 def _pick(labels: Sequence[int], counts: Sequence[int], seed: int, what: str, names: Sequence[str]) -> List[int]:
@@ -450,9 +466,11 @@ def _fs_spec(base: str, uses_sep: bool) -> DatasetSpec:
 
 
 DATASETS: Dict[str, DatasetSpec] = {
-    "restaurant_sup": DatasetSpec("restaurant", _build_absa, "SemEval-14 restaurants: 'term SEP sentence', 3 polarities",
-                                  uses_sep=True),
-    "laptop_sup": DatasetSpec("laptop", _build_absa, "SemEval-14 laptops: 'term SEP sentence', 3 polarities",
+    "restaurant_sup": DatasetSpec("restaurant", _build_absa, "SemEval-14 restaurants: 'term SEP sentence', 3 polarities; "
+                                  "validation: a stratified 10% of train (seed 2025), the dev file unused "
+                                  "(validation=dev takes it)", {"validation": "holdout"}, uses_sep=True),
+    "laptop_sup": DatasetSpec("laptop", _build_absa, "SemEval-14 laptops: 'term SEP sentence', 3 polarities; "
+                              "validation: the dev file (validation=holdout: 10% of train)", {"validation": "dev"},
                               uses_sep=True),
     "acl_sup": DatasetSpec("acl", _build_plain, "ACL-ARC citation intents, 6 labels"),
     "agnews_sup": DatasetSpec("agnews", _build_agnews, "AG News test set descriptions, 9:1 train/test, "
@@ -658,7 +676,8 @@ def get_dataset(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>
     """A DatasetDict with `train`, `test` (and `validation` where the set has one), columns `text`
     and `label` (ClassLabel). A list of names aggregates them with label offsets.
 
-    options: `prompt` (mrpc template with {sentence1}, {sentence2}, {sep}); `shots`, `seed` (_fs sets);
+    options: `prompt` (mrpc template with {sentence1}, {sentence2}, {sep}); `validation` ("dev" or "holdout":
+    restaurant_sup, laptop_sup); `shots`, `seed` (_fs sets);
     `train_size`, `test_size`, `seed` (imdb_2k). In a list, each set takes the options it accepts."""
     data_dir = default_data_dir(data_dir)
     if isinstance(dataset_name, str):
@@ -735,6 +754,25 @@ def _percentiles(values: Sequence[int]) -> str:
     return "  ".join(f"{v:7.0f}" for v in p) + f"  {max(values):7d}"
 
 
+def label_shift(train_labels: Sequence[int], labels: Sequence[int], num_classes: int) -> Tuple[float, float]:
+    """(chi-square, p) of a split's label counts against train's label shares (Pearson's goodness of fit,
+    df = classes - 1): a small p says the split is not drawn like train (restaurant's dev file: p 2e-9)."""
+    from scipy.stats import chisquare
+
+    train = np.bincount(np.asarray(train_labels, dtype=int), minlength=num_classes)
+    observed = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes)
+    seen = train > 0  # a class train lacks has no expected count
+    expected = train[seen] / train[seen].sum() * observed[seen].sum()
+    stat, p = chisquare(observed[seen], expected)
+    return float(stat), float(p)
+
+
+def label_shift_line(split: str, train_labels: Sequence[int], labels: Sequence[int], num_classes: int) -> str:
+    stat, p = label_shift(train_labels, labels, num_classes)
+    verdict = "differs from train's" if p < 0.01 else "consistent with train's"
+    return f"{split} label shares against train's: chi-square {stat:.1f}, p {p:.2g} ({verdict} at 1%)"
+
+
 def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_dir: Optional[str] = None,
              sep_token: Optional[str] = None, max_rows: int = 5000, **options) -> str:
     """Split sizes, label distribution and token-length percentiles of a data set, as text."""
@@ -755,6 +793,8 @@ def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_di
     for split, ds in dd.items():
         counts = np.bincount(list(ds["label"]), minlength=len(names))
         lines.append(f"{split:10} {len(ds):6d}  " + "  ".join(f"{c:6d} ({c / max(len(ds), 1):5.1%})" for c in counts))
+    lines += [label_shift_line(split, dd["train"]["label"], dd[split]["label"], len(names))
+              for split in dd if split != "train"]
     lines += ["", f"tokens ({tokenizer}, special tokens included; up to {max_rows or 'all'} rows per split)",
               "split          p50      p90      p95      p99      max"]
     for split, ds in dd.items():

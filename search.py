@@ -273,6 +273,8 @@ def fixed_settings(argv_args) -> Dict[str, Any]:
         out["data_dir"] = data.data_dir
     if data.validation_from_train:
         out["validation_from_train"] = data.validation_from_train
+    if data.validation:
+        out["validation"] = data.validation
     return out
 
 

@@ -83,6 +83,9 @@ class DataArguments:
                 "sep token (else its eos token)."})
     prompt: Optional[str] = field(default=None, metadata={
         "help": "MRPC template with {sentence1}, {sentence2} (and {sep}); default: dataHelper's."})
+    validation: Optional[str] = field(default=None, metadata={
+        "help": "restaurant_sup / laptop_sup: 'dev' (the release's dev file) or 'holdout' (a stratified 10% of "
+                "train, seed 2025); default: the set's (restaurant: holdout, laptop: dev)."})
     max_length: int = field(default=128, metadata={
         "help": "Truncate inputs to this many tokens (batches are padded dynamically, not to this)."})
     pad_to_max_length: bool = field(default=False, metadata={
@@ -251,12 +254,12 @@ def read_config(path: str, parser: HfArgumentParser) -> dict:
 # ---------------------------------------------------------------- named steps
 
 def load_data(dataset_name: str | List[str], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
-              prompt: Optional[str] = None):
+              prompt: Optional[str] = None, validation: Optional[str] = None):
     """(DatasetDict with text/label, number of labels) from dataHelper; 'a,b' aggregates sets."""
     import dataHelper
 
     names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
-    options = {"prompt": prompt} if prompt else {}
+    options = {key: value for key, value in (("prompt", prompt), ("validation", validation)) if value}
     data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token=sep_token,
                                   data_dir=data_dir, **options)
     return data, data["train"].features["label"].num_classes
@@ -632,7 +635,7 @@ class TrainArgs(NamedTuple):
 def prepare_data(args: TrainArgs, tokenizer):
     """The DatasetDict of the run (separator from the tokenizer unless given; sample limits)."""
     data, _ = load_data(args.data.dataset_name, sep_token_for(tokenizer, args.data.sep_token), args.data.data_dir,
-                        args.data.prompt)
+                        args.data.prompt, args.data.validation)
     return limit_samples(data, args.data, args.training.seed)
 
 

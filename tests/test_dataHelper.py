@@ -2,6 +2,7 @@
 bad input, exports; the real-data counts and LLaMA-Factory loading are `slow` tests."""
 import gzip
 import json
+import math
 import os
 import shutil
 from collections import Counter
@@ -19,7 +20,7 @@ FIXTURES = str(Path(__file__).parent / "fixtures")
 
 # Fixture sizes (tests/fixtures/README.md): split -> rows.
 FIXTURE_SIZES = {
-    "restaurant_sup": {"train": 66, "validation": 9, "test": 36},
+    "restaurant_sup": {"train": 59, "validation": 7, "test": 36},  # validation held out of train's 66
     "laptop_sup": {"train": 66, "validation": 9, "test": 36},
     "acl_sup": {"train": 120, "validation": 12, "test": 33},
     "agnews_sup": {"train": 145, "validation": 17, "test": 18},
@@ -82,12 +83,44 @@ def test_every_name_has_the_contract_shape(name):
 def test_absa_text_joins_term_and_sentence_with_sep():
     raw = json.load(open(os.path.join(FIXTURES, "absa/restaurant/train.json")))
     first = next(iter(raw.values()))
-    dd = dh.get_dataset("restaurant_sup", "[SEP]", FIXTURES)
+    dd = dh.get_dataset("restaurant_sup", "[SEP]", FIXTURES, validation="dev")  # train in file order
     assert dd["train"][0]["text"] == f"{first['term']} [SEP] {first['sentence']}"
     assert dd["train"].features["label"].names == ["negative", "neutral", "positive"]
     assert dd["train"].features["label"].int2str(dd["train"][0]["label"]) == first["polarity"]
     counts = Counter(dd["test"]["label"])
     assert counts == {0: 12, 1: 12, 2: 12}
+
+
+def test_restaurant_validation_is_a_stratified_holdout_of_train_and_dev_is_an_option():
+    raw = json.load(open(os.path.join(FIXTURES, "absa/restaurant/train.json")))
+    held, dev = load("restaurant_sup"), load("restaurant_sup", validation="dev")
+    # the hold-out: train's 66 rows split 59 / 7, disjoint, nothing from the dev file, test untouched
+    assert sorted([*held["train"]["text"], *held["validation"]["text"]]) == sorted(dev["train"]["text"])
+    assert not set(held["validation"]["text"]) & set(dev["validation"]["text"])
+    assert held["test"]["text"] == dev["test"]["text"] and len(raw) == 66
+    # stratified: 22 rows a class -> ceil(0.1 * 66) = 7 held out, 2-3 of each class
+    assert sorted(Counter(held["validation"]["label"]).values()) == [2, 2, 3]
+    # seeded by the data set, not by the caller: the same rows every call
+    dh.clear_cache(memory=True)
+    assert load("restaurant_sup")["validation"]["text"] == held["validation"]["text"]
+    # laptop keeps its dev file unless asked
+    assert len(load("laptop_sup")["validation"]) == 9 and len(load("laptop_sup", validation="holdout")["validation"]) == 7
+    with pytest.raises(ValueError, match=r"validation='train': use 'dev' \(the release's dev file\) or 'holdout'"):
+        load("restaurant_sup", validation="train")
+
+
+def test_label_shift_is_pearsons_chi_square_against_train_shares():
+    # train 60 / 20 / 20 %; a split of 10 with 2 / 4 / 4: expected 6 / 2 / 2
+    # chi2 = (2-6)^2/6 + (4-2)^2/2 + (4-2)^2/2 = 2.667 + 2 + 2 = 6.667, df 2: p = exp(-6.667 / 2) = 0.0357
+    stat, p = dh.label_shift([0] * 6 + [1] * 2 + [2] * 2, [0] * 2 + [1] * 4 + [2] * 4, 3)
+    assert stat == pytest.approx(20 / 3) and p == pytest.approx(math.exp(-10 / 3))
+    assert dh.label_shift([0, 1, 2], [0, 1, 2], 3) == (0.0, 1.0)
+    # a class train lacks has no expected count: left out (df 1)
+    stat, p = dh.label_shift([0, 0, 1, 1], [0, 1, 1, 1], 3)
+    assert stat == pytest.approx(1.0) and p == pytest.approx(0.3173, abs=1e-4)
+    # 19 / 1 against 10 / 10: chi2 = 2 * 9^2 / 10 = 16.2, p 5.7e-05
+    assert dh.label_shift_line("test", [0, 1], [0] * 19 + [1], 2) == (
+        "test label shares against train's: chi-square 16.2, p 5.7e-05 (differs from train's at 1%)")
 
 
 def test_acl_labels_and_text():
@@ -223,7 +256,7 @@ def test_get_fs_is_deterministic_and_draws_from_the_right_splits():
 
 
 def test_get_fs_sample_size_too_large():
-    with pytest.raises(ValueError, match=r"sample_size=70\).* needs 24 rows of class 'negative' but the set has only 22"):
+    with pytest.raises(ValueError, match=r"sample_size=70\).* needs 24 rows of class 'negative' but the set has only 20"):
         dh.get_fs("restaurant", sample_size=70, data_dir=FIXTURES)
     with pytest.raises(ValueError, match=r"sample_size=40 is larger than restaurant_sup's test split \(36 rows\)"):
         dh.get_fs("restaurant", sample_size=40, data_dir=FIXTURES)
@@ -260,7 +293,7 @@ def test_aggregation_keeps_validation_only_when_every_set_has_one():
     both = dh.get_dataset(["rotten_tomatoes", "mrpc"], data_dir=FIXTURES)
     assert set(both) == {"train", "validation", "test"} and len(both["validation"]) == 22
     assert set(dh.get_dataset(["restaurant_sup", "agnews_fs"], data_dir=FIXTURES)) == {"train", "test"}
-    assert len(dh.get_dataset(["restaurant_sup", "mrpc"], data_dir=FIXTURES)["validation"]) == 9 + 12
+    assert len(dh.get_dataset(["restaurant_sup", "mrpc"], data_dir=FIXTURES)["validation"]) == 7 + 12
 
 
 def test_aggregation_passes_each_set_its_options():
@@ -285,8 +318,10 @@ def test_empty_list_and_duplicates():
 
 
 def test_unknown_option():
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['shots'\] for restaurant_sup; accepted: none"):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['shots'\] for restaurant_sup; accepted: validation"):
         dh.get_dataset("restaurant_sup", data_dir=FIXTURES, shots=3)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['validation'\] for acl_sup; accepted: none"):
+        dh.get_dataset("acl_sup", data_dir=FIXTURES, validation="dev")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['prompt'\]"):
         dh.get_dataset(["restaurant_sup", "acl_sup"], data_dir=FIXTURES, prompt="{sentence1}{sentence2}")
 
@@ -485,7 +520,7 @@ def test_second_call_hits_memory_then_disk_and_never_writes_the_data_dir(tmp_pat
 
 def test_cache_key_follows_the_files_sep_and_options(tmp_path):
     data = copy_fixtures(tmp_path, "absa")
-    a = dh.get_dataset("restaurant_sup", "[SEP]", data)
+    a = dh.get_dataset("restaurant_sup", "[SEP]", data, validation="dev")  # train in file order
     other_sep = dh.get_dataset("restaurant_sup", "</s>", data)["train"][0]["text"]
     assert " </s> " in other_sep and "[SEP]" not in other_sep
     path = tmp_path / "absa/restaurant/train.json"
@@ -494,7 +529,7 @@ def test_cache_key_follows_the_files_sep_and_options(tmp_path):
     raw[first]["sentence"] = "Edited sentence."
     path.write_text(json.dumps(raw))
     os.utime(path, ns=(1, 1))  # a different mtime even on coarse clocks
-    b = dh.get_dataset("restaurant_sup", "[SEP]", data)
+    b = dh.get_dataset("restaurant_sup", "[SEP]", data, validation="dev")
     assert a["train"][0]["text"] != b["train"][0]["text"]
     assert b["train"][0]["text"].endswith("[SEP] Edited sentence.")
 
@@ -574,7 +609,8 @@ def test_cli_describe(capsys):
     assert "labels (3): negative, neutral, positive" in out
     assert "sep_token '[SEP]'" in out  # the tokenizer's own separator
     train_line = next(line.split() for line in out.splitlines() if line.startswith("train"))
-    assert train_line[1:3] == ["66", "22"]  # rows, then the negative count
+    assert train_line[1:3] == ["59", "20"]  # rows, then the negative count (validation held out of train)
+    assert "validation label shares against train's: chi-square" in out
     assert "p50" in out
 
 
@@ -615,7 +651,7 @@ def test_exports_load_in_llamafactory(tmp_path, tiny_models):
 
 # ----------------------------------------------------------------------------- real data (slow)
 REAL_COUNTS = {
-    "restaurant_sup": {"train": 3452, "validation": 150, "test": 1120},
+    "restaurant_sup": {"train": 3106, "validation": 346, "test": 1120},  # validation: 10% of the release's 3,452
     "laptop_sup": {"train": 2163, "validation": 150, "test": 638},
     "acl_sup": {"train": 1688, "validation": 114, "test": 139},
     "agnews_sup": {"train": 6156, "validation": 684, "test": 760},

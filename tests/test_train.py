@@ -103,7 +103,7 @@ def test_main_trains_each_architecture(tiny_models, tmp_path, capsys, kind, meth
     assert code == 0, err
     record = read_run(out)
     assert record["training"]["steps"] == 3 and record["method"] == method
-    assert list(record["metrics"]) == ["validation", "test"]  # restaurant_sup: validation = the release's dev.json
+    assert list(record["metrics"]) == ["validation", "test"]  # restaurant_sup: validation = 10% of train
     assert record["data"]["num_labels"] == 3
 
 
@@ -121,6 +121,23 @@ def test_minilm_resolves_to_the_embedded_model():
     assert model.name_or_path == resolve_model_name("minilm")
     assert model.config.vocab_size == len(tokenizer) == 30522
     assert model.config.hidden_size == 384 and model.config.num_hidden_layers == 6
+
+
+def test_validation_flag_picks_the_dev_file_or_the_holdout(tiny_models, tmp_path, capsys):
+    sizes = {v: {s: len(d) for s, d in train.load_data("restaurant_sup", "[SEP]", FIXTURES, validation=v)[0].items()}
+             for v in (None, "holdout", "dev")}
+    assert sizes[None] == sizes["holdout"] == {"train": 59, "validation": 7, "test": 36}
+    assert sizes["dev"] == {"train": 66, "validation": 9, "test": 36}
+    out = tmp_path / "dev"
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name", "restaurant_sup",
+                            "--validation", "dev", "--output_dir", str(out), *QUICK)
+    assert code == 0, err
+    record = read_run(out)
+    assert record["config"]["validation"] == "dev" and record["data"]["split_sizes"]["validation"] == 9
+    code, _, err = run_main(capsys, "--model_name_or_path", tiny_models("bert"), "--dataset_name", "acl_sup",
+                            "--validation", "dev", "--output_dir", str(tmp_path / "acl"), *QUICK)
+    assert code == 2 and one_error_line(err).startswith(
+        "error: unknown option(s) ['validation'] for acl_sup; accepted: none")
 
 
 def test_tokenize_data_pads_dynamically_and_truncates(tiny_models):
