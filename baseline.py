@@ -44,6 +44,8 @@ class BaselineArguments:
     sep_token: Optional[str] = field(default=None, metadata={
         "help": "Separator between text parts (aspect term and sentence, MRPC pairs); default: the "
                 "tokenizer's sep token."})
+    validation: Optional[str] = field(default=None, metadata={
+        "help": "restaurant_sup / laptop_sup: 'dev' or 'holdout' (as train.py's --validation); default: the set's."})
     pooling: str = field(default="cls", metadata={
         "help": "Sentence vector: cls (first token), mean (mean of non-pad tokens) or last (last "
                 "non-pad token, for decoders)."})
@@ -118,8 +120,9 @@ def load_encoder(name: str, device: torch.device):
 def load_data(args: BaselineArguments, tokenizer):
     """(DatasetDict, number of labels), as train.py loads them (same separator rule)."""
     names = split_list(args.dataset_name)
+    options = {"validation": args.validation} if args.validation else {}
     data = dataHelper.get_dataset(names[0] if len(names) == 1 else names,
-                                  dataHelper.sep_token_for(tokenizer, args.sep_token), args.data_dir)
+                                  dataHelper.sep_token_for(tokenizer, args.sep_token), args.data_dir, **options)
     return data, data["train"].features["label"].num_classes
 
 

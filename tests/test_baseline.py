@@ -43,7 +43,7 @@ def run_baseline(tmp_path, model, **kw) -> dict:
 
 
 def test_svm_run_json_has_the_train_shape(tmp_path, bert):
-    rec = run_baseline(tmp_path, bert, dataset_name="restaurant_sup", pooling="mean", seed=3)
+    rec = run_baseline(tmp_path, bert, dataset_name="restaurant_sup", pooling="mean", seed=3, validation="dev")
     assert (rec["method"], rec["dataset"], rec["seed"], rec["model"]) == ("svm", "restaurant_sup", 3, bert)
     # 3 polarities x hidden 32 weights + 3 biases = 99 trainable; total adds the frozen encoder
     encoder = sum(p.numel() for p in baseline.load_encoder(bert, torch.device("cpu"))[2].parameters())
@@ -54,7 +54,8 @@ def test_svm_run_json_has_the_train_shape(tmp_path, bert):
     assert set(test) == {"accuracy", "micro_f1", "macro_f1", "weight_f1", "loss"}
     assert all(0.0 <= test[k] <= 1.0 for k in ("accuracy", "micro_f1", "macro_f1", "weight_f1"))
     assert test["micro_f1"] == pytest.approx(test["accuracy"])  # single-label: micro F1 = accuracy
-    assert rec["data"]["train_samples"] == 66 and rec["data"]["num_labels"] == 3  # fixture: 66 train rows
+    # fixture: 66 train rows with the dev file as validation (the default hold-out keeps 59)
+    assert rec["data"]["train_samples"] == 66 and rec["data"]["num_labels"] == 3
     assert rec["settings"] == {"pooling": "mean", "C": 1.0}
     assert rec["memory"]["how"] in ("cpu_peak_rss_minus_baseline", "cuda_max_memory_allocated")
     assert rec["time"]["train_seconds"] > 0 and rec["memory"]["baseline_bytes"] > 0

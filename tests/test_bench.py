@@ -122,7 +122,7 @@ def _tiny_argv(tiny_models, tmp_path, *more):
 
 
 def test_probe_scores_test_every_half_epoch_without_changing_the_run(tiny_models, tmp_path):
-    argv = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--max_train_samples", "64"]  # 16 steps an epoch
+    argv = ["--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--max_train_samples", "56"]  # 14 steps an epoch
     plain = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "plain", *argv), None)
     probed = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "probed", *argv), 0.5)
     assert plain["points"] == [] and plain["reached"] is None
@@ -138,7 +138,7 @@ def test_probe_scores_test_every_half_epoch_without_changing_the_run(tiny_models
 
 
 def test_probe_stops_training_at_the_target_or_at_max_epochs(tiny_models, tmp_path):
-    argv = ["--num_train_epochs", "3", "--per_device_train_batch_size", "4", "--max_train_samples", "64"]
+    argv = ["--num_train_epochs", "3", "--per_device_train_batch_size", "4", "--max_train_samples", "56"]
     hit = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "hit", *argv), 0.5, target=0.0)
     assert hit["reached"] == hit["points"][0] and len(hit["points"]) == 1 and hit["epochs"] == 0.5
     capped = bench.probe_run(_tiny_argv(tiny_models, tmp_path / "cap", *argv), 1.0, target=2.0, max_epochs=1)
