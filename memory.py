@@ -409,10 +409,10 @@ class Settings:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_target_modules: list[str] | None = field(default=None, metadata={
         "help": "LoRA targets (module name suffixes or all-linear); default: peft's per-architecture default"})
-    adapter_config: str = field(default="pfeiffer", metadata={"help": "pfeiffer | houlsby | parallel"})
+    adapter_config: str = field(default="houlsby", metadata={"help": "houlsby | pfeiffer | parallel (train.py's default: houlsby)"})
     reduction_factor: int = field(default=16, metadata={"help": "adapter bottleneck = hidden / reduction_factor"})
-    adapter_train_layernorm: bool = field(default=False, metadata={
-        "help": "adapter: the body's norms train too (train.py --adapter_train_layernorm)"})
+    adapter_train_layernorm: bool = field(default=True, metadata={
+        "help": "adapter: the body's norms train too (train.py --adapter_train_layernorm, default true)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute layers in backward"})
     zero: int = field(default=0, metadata={"help": "DeepSpeed ZeRO stage 0-3"})
     gpus: int = field(default=1, metadata={"help": "number of GPUs (0 = CPU)"})

@@ -36,7 +36,19 @@ KINDS = list(HEAD)
 TRAINED = ["full", "head", "lora", "lora_scratch", "adapter"]
 
 
-def expected_trainable(kind: str, method: str, total: int, adapter_config: str = "pfeiffer") -> int:
+# The body's norms (--adapter_train_layernorm, default true), hand-counted on the tiny models (2 layers, d = 32):
+# BERT: embeddings' LayerNorm + 2 a layer (after attention, after the FFN), weight and bias each;
+# DistilBERT the same as BERT (sa_layer_norm, output_layer_norm); BART (1 encoder + 1 decoder layer): each
+# stack's layernorm_embedding, the encoder layer's 2 and the decoder layer's 3 (self-attention, cross-attention,
+# final), weight and bias each; Llama / Qwen2: RMSNorm before attention and before the MLP in each layer + the
+# final norm, weight only.
+NORM_PARAMS = {"bert": (1 + 2 * 2) * 2 * D, "distilbert": (1 + 2 * 2) * 2 * D, "bart": (1 + 2 + 1 + 3) * 2 * D,
+               "llama": (2 * 2 + 1) * D, "qwen2": (2 * 2 + 1) * D}
+
+
+def expected_trainable(kind: str, method: str, total: int, adapter_config: str = "houlsby",
+                       norms: bool = True) -> int:
+    """Hand-counted trainable parameters; adapter defaults: houlsby with the body's norms (train.py's)."""
     if method == "full":
         return total
     if method == "head":
@@ -45,7 +57,7 @@ def expected_trainable(kind: str, method: str, total: int, adapter_config: str =
         return sum(R * (i + o) for i, o in LORA_SHAPES[kind]) + HEAD[kind]  # A: r x in, B: out x r
     # houlsby: after attention and after FFN; parallel: one beside the FFN
     per_layer = {"pfeiffer": 1, "houlsby": 2, "parallel": 1}[adapter_config]
-    return ADAPTER_LAYERS * per_layer * ONE_ADAPTER + HEAD[kind]
+    return ADAPTER_LAYERS * per_layer * ONE_ADAPTER + HEAD[kind] + (NORM_PARAMS[kind] if norms else 0)
 
 
 @pytest.fixture(scope="module")
@@ -95,18 +107,13 @@ def test_method_trains_only_intended_parameters(load, kind, method):
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama"])
-@pytest.mark.parametrize("config", ["houlsby", "parallel"])
+@pytest.mark.parametrize("config", ["houlsby", "pfeiffer", "parallel"])
 def test_adapter_config_count(load, kind, config):
     _, model = load(kind)
-    model = get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config=config))
+    args = MethodArguments(method="adapter", adapter_config=config, adapter_train_layernorm=False)
+    model = get_method("adapter").apply(model, args)
     trainable, total = count_parameters(model)
-    assert trainable == expected_trainable(kind, "adapter", total, config)
-
-
-# The body's norms (--adapter_train_layernorm), hand-counted on the tiny models (2 layers, d = 32):
-# BERT: embeddings' LayerNorm + 2 a layer (after attention, after the FFN), weight and bias each;
-# Llama: RMSNorm before attention and before the MLP in each layer + the final norm, weight only.
-NORM_PARAMS = {"bert": (1 + 2 * 2) * 2 * D, "llama": (2 * 2 + 1) * D}
+    assert trainable == expected_trainable(kind, "adapter", total, config, norms=False)
 
 
 @pytest.mark.parametrize("kind", ["bert", "llama"])
@@ -116,7 +123,7 @@ def test_adapter_train_layernorm_adds_only_the_norms(load, kind):
     args = MethodArguments(method="adapter", adapter_config="houlsby", adapter_train_layernorm=True)
     model = get_method("adapter").apply(model, args)
     trainable, total = count_parameters(model)
-    assert trainable == expected_trainable(kind, "adapter", total, "houlsby") + NORM_PARAMS[kind]
+    assert trainable == expected_trainable(kind, "adapter", total, "houlsby", norms=False) + NORM_PARAMS[kind]
     trainable_names = {n for n, p in model.named_parameters() if p.requires_grad}
     base_trained = {n for n in trainable_names if "adapter" not in n and not n.startswith(("classifier", "score"))}
     assert base_trained and all("norm" in n.lower() for n in base_trained)
@@ -133,7 +140,7 @@ def test_adapter_train_layernorm_without_norms_is_a_clear_error(load):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.LayerNorm):
                 setattr(module, child_name, nn.Identity())
-    with pytest.raises(ValueError, match="no LayerNorm/RMSNorm found in model type 'bert'; drop the flag"):
+    with pytest.raises(ValueError, match="no LayerNorm/RMSNorm found in model type 'bert'; set --adapter_train_layernorm false"):
         get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_train_layernorm=True))
 
 
