@@ -119,11 +119,8 @@ def load_encoder(name: str, device: torch.device):
 
 def load_data(args: BaselineArguments, tokenizer):
     """(DatasetDict, number of labels), as train.py loads them (same separator rule)."""
-    names = split_list(args.dataset_name)
-    options = {"validation": args.validation} if args.validation else {}
-    data = dataHelper.get_dataset(names[0] if len(names) == 1 else names,
-                                  dataHelper.sep_token_for(tokenizer, args.sep_token), args.data_dir, **options)
-    return data, data["train"].features["label"].num_classes
+    return dataHelper.load_for_run(args.dataset_name, dataHelper.sep_token_for(tokenizer, args.sep_token),
+                                   args.data_dir, validation=args.validation)
 
 
 @torch.inference_mode()

@@ -701,6 +701,16 @@ def get_dataset(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>
                    lambda: _aggregate([(n, _load_one(n, sep_token, data_dir, per_set[n])) for n in names]))
 
 
+def load_for_run(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
+                 **options) -> Tuple[DatasetDict, int]:
+    """(DatasetDict, number of labels) as train.py and baseline.py load a set: 'a,b' (or a list) aggregates;
+    options left unset (None, '') take the sets' own defaults."""
+    names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
+    given = {key: value for key, value in options.items() if value}
+    data = get_dataset(names[0] if len(names) == 1 else names, sep_token, data_dir, **given)
+    return data, data["train"].features["label"].num_classes
+
+
 def _fs_base(name: str) -> str:
     """'acl', 'acl_fs', 'acl_sup' -> 'acl_sup'; other registry names (imdb, mrpc ...) as they are."""
     base = name[:-3] if name.endswith("_fs") else name

@@ -39,7 +39,7 @@ from dataHelper import sep_token_for
 from fastdropout import use_fast_dropout
 from fusedlora import use_fused_lora
 from narrowlinear import use_narrow_linear
-from ftio import read_text, split_list, write_atomic
+from ftio import read_text, write_atomic
 from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_linears, count_parameters, epochs_help,
                      learning_rate_help)
 from models import load_tokenizer, resolve_model_name, untrained_pooler
@@ -258,11 +258,7 @@ def load_data(dataset_name: str | List[str], sep_token: str = "<SEP>", data_dir:
     """(DatasetDict with text/label, number of labels) from dataHelper; 'a,b' aggregates sets."""
     import dataHelper
 
-    names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
-    options = {key: value for key, value in (("prompt", prompt), ("validation", validation)) if value}
-    data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token=sep_token,
-                                  data_dir=data_dir, **options)
-    return data, data["train"].features["label"].num_classes
+    return dataHelper.load_for_run(dataset_name, sep_token, data_dir, prompt=prompt, validation=validation)
 
 
 def limit_samples(data, data_args: DataArguments, seed: int):
