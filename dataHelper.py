@@ -764,21 +764,20 @@ def _percentiles(values: Sequence[int]) -> str:
     return "  ".join(f"{v:7.0f}" for v in p) + f"  {max(values):7d}"
 
 
-def label_shift(train_labels: Sequence[int], labels: Sequence[int], num_classes: int) -> Tuple[float, float]:
-    """(chi-square, p) of a split's label counts against train's label shares (Pearson's goodness of fit,
-    df = classes - 1): a small p says the split is not drawn like train (restaurant's dev file: p 2e-9)."""
+def label_shift(train_counts: Sequence[int], counts: Sequence[int]) -> Tuple[float, float]:
+    """(chi-square, p) of a split's per-class label counts against train's label shares (Pearson's goodness of
+    fit, df = classes - 1): a small p says the split is not drawn like train (restaurant's dev file: p 2e-9)."""
     from scipy.stats import chisquare
 
-    train = np.bincount(np.asarray(train_labels, dtype=int), minlength=num_classes)
-    observed = np.bincount(np.asarray(labels, dtype=int), minlength=num_classes)
+    train, observed = np.asarray(train_counts), np.asarray(counts)
     seen = train > 0  # a class train lacks has no expected count
     expected = train[seen] / train[seen].sum() * observed[seen].sum()
     stat, p = chisquare(observed[seen], expected)
     return float(stat), float(p)
 
 
-def label_shift_line(split: str, train_labels: Sequence[int], labels: Sequence[int], num_classes: int) -> str:
-    stat, p = label_shift(train_labels, labels, num_classes)
+def label_shift_line(split: str, train_counts: Sequence[int], counts: Sequence[int]) -> str:
+    stat, p = label_shift(train_counts, counts)
     verdict = "differs from train's" if p < 0.01 else "consistent with train's"
     return f"{split} label shares against train's: chi-square {stat:.1f}, p {p:.2g} ({verdict} at 1%)"
 
@@ -800,11 +799,11 @@ def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_di
     lines = [f"{title}  (data dir {default_data_dir(data_dir)}, sep_token {sep!r}, loaded in {seconds:.2f} s)",
              f"labels ({len(names)}): {', '.join(names)}", "",
              "split        rows  " + "  ".join(f"{n[:14]:>14}" for n in names)]
+    counts = {split: np.bincount(list(ds["label"]), minlength=len(names)) for split, ds in dd.items()}
     for split, ds in dd.items():
-        counts = np.bincount(list(ds["label"]), minlength=len(names))
-        lines.append(f"{split:10} {len(ds):6d}  " + "  ".join(f"{c:6d} ({c / max(len(ds), 1):5.1%})" for c in counts))
-    lines += [label_shift_line(split, dd["train"]["label"], dd[split]["label"], len(names))
-              for split in dd if split != "train"]
+        lines.append(f"{split:10} {len(ds):6d}  " + "  ".join(f"{c:6d} ({c / max(len(ds), 1):5.1%})"
+                                                            for c in counts[split]))
+    lines += [label_shift_line(split, counts["train"], counts[split]) for split in dd if split != "train"]
     lines += ["", f"tokens ({tokenizer}, special tokens included; up to {max_rows or 'all'} rows per split)",
               "split          p50      p90      p95      p99      max"]
     for split, ds in dd.items():
