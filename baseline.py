@@ -4,7 +4,8 @@
 
 The encoder never trains: every text becomes one vector ([CLS] token, mean of the tokens, or the
 last token for decoders), a `StandardScaler` + `LinearSVC` learns on the train split and predicts
-the other splits. Writes OUTPUT_DIR/run.json in the same shape as train.py (method "svm";
+the other splits. Its regularisation strength C is chosen on validation like every trained method's
+schedule: each C of `--C_grid` fits on train and the best validation score wins (`--C` fixes one). Writes OUTPUT_DIR/run.json in the same shape as train.py (method "svm";
 params.trainable = the SVM's weights and biases, params.total = encoder + SVM), so report.py puts
 the baseline in the same table.
 """
@@ -30,6 +31,9 @@ from scores import check_class_weight, classification_scores
 
 logger = logging.getLogger("baseline")
 
+DEFAULT_C = 1.0  # liblinear's default: the C of a set without a validation split to choose on
+SELECTION_METRICS = ("accuracy", "micro_f1", "macro_f1", "weight_f1")  # higher is better; pick C on one
+
 
 @dataclass
 class BaselineArguments:
@@ -51,7 +55,14 @@ class BaselineArguments:
                 "non-pad token, for decoders)."})
     max_length: int = field(default=128, metadata={"help": "Tokens per text (longer texts are truncated)."})
     batch_size: int = field(default=64, metadata={"help": "Texts per encoder forward pass."})
-    C: float = field(default=1.0, metadata={"help": "SVM regularisation strength (LinearSVC C)."})
+    C: Optional[float] = field(default=None, metadata={
+        "help": "SVM regularisation strength (LinearSVC C), fixed; default: chosen from --C_grid on validation."})
+    C_grid: str = field(default="0.001,0.01,0.1,1,10", metadata={
+        "help": "Comma-separated C values tried when --C is unset: each fits on train, the best validation "
+                "--metric_for_best_model wins (ties: the smaller C, the stronger regularisation). A set "
+                f"without a validation split takes C={DEFAULT_C:g} (logged)."})
+    metric_for_best_model: str = field(default="accuracy", metadata={
+        "help": f"Validation metric that picks C ({', '.join(SELECTION_METRICS)}), as train.py's flag."})
     max_iter: int = field(default=10000, metadata={"help": "LinearSVC solver iterations."})
     class_weight: str = field(default="none", metadata={
         "help": "none, or balanced (rare classes weigh more: n / (classes x count), as train.py --class_weight)."})
@@ -63,6 +74,28 @@ class BaselineArguments:
 
     def __post_init__(self):
         check_class_weight(self.class_weight)
+        parse_c_grid(self.C_grid)
+        if self.metric_for_best_model not in SELECTION_METRICS:
+            raise ValueError(f"--metric_for_best_model {self.metric_for_best_model!r} cannot pick C; "
+                             f"use one of: {', '.join(SELECTION_METRICS)}")
+        if self.C is not None and not self.C > 0:
+            raise ValueError(f"--C {self.C}: LinearSVC needs a positive C (e.g. 0.1), or leave it unset")
+
+
+def parse_c_grid(text: str) -> tuple:
+    """'0.01,0.1,1' -> (0.01, 0.1, 1.0), sorted; a one-line error for anything but positive numbers."""
+    try:
+        grid = tuple(sorted({float(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        grid = ()
+    if not grid or grid[0] <= 0:
+        raise ValueError(f"--C_grid {text!r}: give positive numbers separated by commas, e.g. 0.01,0.1,1")
+    return grid
+
+
+def choose_c(scores: Dict[float, float]) -> float:
+    """The C with the best validation score; ties go to the smaller C (stronger regularisation)."""
+    return max(sorted(scores), key=lambda c: scores[c])  # max keeps the first of equal scores
 
 
 # ---------------------------------------------------------------------------- pooling
@@ -142,14 +175,14 @@ def extract_features(texts, tokenizer, model, pooling, args: BaselineArguments, 
     return out, tokens
 
 
-def make_svm(args: BaselineArguments):
+def make_svm(args: BaselineArguments, C: float):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
     # Scaling first: pooled features have a few large dimensions that slow liblinear down.
     weight = "balanced" if args.class_weight == "balanced" else None
-    return make_pipeline(StandardScaler(), LinearSVC(C=args.C, max_iter=args.max_iter, random_state=args.seed,
+    return make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=args.max_iter, random_state=args.seed,
                                                      class_weight=weight))
 
 
@@ -165,57 +198,91 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, decision: np.n
 
 # ---------------------------------------------------------------------------- main
 @dataclass
+class Split:
+    """One split encoded once: (N, H) features, (N,) labels, real tokens, encoding seconds."""
+
+    x: np.ndarray
+    y: np.ndarray
+    tokens: int
+    seconds: float
+
+
+def encode_splits(data, tokenizer, encoder, pooling, args: BaselineArguments, device) -> Dict[str, Split]:
+    """train, validation (where the set has one) and test, each through the frozen encoder once."""
+    out = {}
+    for split in (s for s in ("train", "validation", "test") if s in data):
+        t0 = time.perf_counter()
+        x, tokens = extract_features(data[split]["text"], tokenizer, encoder, pooling, args, device)
+        out[split] = Split(x, np.asarray(data[split]["label"]), tokens, time.perf_counter() - t0)
+    return out
+
+
+@dataclass
 class Fit:
-    """The trained SVM and what training it cost."""
+    """The trained SVM, how its C was chosen, and what training it cost."""
 
     svm: object  # sklearn Pipeline(StandardScaler, LinearSVC)
-    train_samples: int
-    train_tokens: int
-    feature_seconds: float  # encoding the train split
-    fit_seconds: float  # LinearSVC.fit
+    C: float
+    c_scores: Optional[Dict[float, float]]  # validation metric per C of the grid; None: C was fixed
+    fit_seconds: float  # every LinearSVC.fit of the grid + scoring validation to choose
 
 
-def fit_svm(data, tokenizer, encoder, pooling, args: BaselineArguments, device) -> Fit:
+def candidate_cs(args: BaselineArguments, has_validation: bool) -> tuple:
+    if args.C is not None:
+        return (args.C,)
+    if not has_validation:
+        logger.warning("the set has no validation split to choose C on: C=%g (pass --C to set it)", DEFAULT_C)
+        return (DEFAULT_C,)
+    return parse_c_grid(args.C_grid)
+
+
+def fit_svm(splits: Dict[str, Split], args: BaselineArguments) -> Fit:
+    """One SVM per candidate C on train; validation's --metric_for_best_model keeps one (test is not read)."""
     t0 = time.perf_counter()
-    x_train, tokens = extract_features(data["train"]["text"], tokenizer, encoder, pooling, args, device)
-    t1 = time.perf_counter()
-    svm = make_svm(args).fit(x_train, np.asarray(data["train"]["label"]))
-    return Fit(svm, len(x_train), tokens, t1 - t0, time.perf_counter() - t1)
+    train = splits["train"]
+    fits = {c: make_svm(args, c).fit(train.x, train.y) for c in candidate_cs(args, "validation" in splits)}
+    scores = None
+    if len(fits) > 1:
+        val = splits["validation"]
+        scores = {c: classification_scores(svm.predict(val.x).tolist(), val.y.tolist())[args.metric_for_best_model]
+                  for c, svm in fits.items()}
+        logger.info("C on validation %s: %s", args.metric_for_best_model,
+                    ", ".join(f"{c:g}={v:.4f}" for c, v in scores.items()))
+    best = choose_c(scores) if scores else next(iter(fits))
+    return Fit(fits[best], best, scores, time.perf_counter() - t0)
 
 
-def evaluate_splits(fit: Fit, data, tokenizer, encoder, pooling, args, device, num_labels: int) -> dict:
+def evaluate_splits(fit: Fit, splits: Dict[str, Split], num_labels: int) -> dict:
     """Metrics per split: validation where the set has one, test always."""
-    metrics = {}
-    for split in (s for s in ("validation", "test") if s in data):
-        x, _ = extract_features(data[split]["text"], tokenizer, encoder, pooling, args, device)
-        y = np.asarray(data[split]["label"])
-        metrics[split] = classification_metrics(y, fit.svm.predict(x), fit.svm.decision_function(x), num_labels)
-    return metrics
+    return {name: classification_metrics(s.y, fit.svm.predict(s.x), fit.svm.decision_function(s.x), num_labels)
+            for name, s in splits.items() if name != "train"}
 
 
-def build_svm_record(args: BaselineArguments, model_path: str, encoder, fit: Fit, metrics: dict, num_labels: int,
-                     memory: PeakMemory) -> dict:
+def build_svm_record(args: BaselineArguments, model_path: str, encoder, fit: Fit, splits: Dict[str, Split],
+                     metrics: dict, num_labels: int, memory: PeakMemory) -> dict:
     """The run.json contract (record.build_record) for one SVM run."""
-    linear = fit.svm[-1]
+    linear, train = fit.svm[-1], splits["train"]
     trainable = int(linear.coef_.size + linear.intercept_.size)  # (C or 1, H) weights + biases
-    seconds = fit.feature_seconds + fit.fit_seconds  # training cost = encoding train + fitting
+    seconds = train.seconds + fit.fit_seconds  # training cost = encoding train + fitting (and choosing C)
+    n = len(train.y)
+    choice = {} if fit.c_scores is None else {
+        "C_metric": args.metric_for_best_model, "C_validation": {f"{c:g}": v for c, v in fit.c_scores.items()}}
     return build_record(
         config=dataclasses.asdict(args), seed=args.seed, method="svm", model=args.model_name_or_path,
         model_path=model_path, dataset=",".join(split_list(args.dataset_name)),
-        settings={"pooling": args.pooling, "C": args.C}, metrics=metrics,
+        settings={"pooling": args.pooling, "C": fit.C}, metrics=metrics,
         params={"trainable": trainable, "total": trainable + sum(p.numel() for p in encoder.parameters())},
-        time={"train_seconds": seconds, "samples_per_second": fit.train_samples / seconds,
-              "tokens_per_second": fit.train_tokens / seconds,
-              "feature_seconds": fit.feature_seconds, "fit_seconds": fit.fit_seconds},
+        time={"train_seconds": seconds, "samples_per_second": n / seconds, "tokens_per_second": train.tokens / seconds,
+              "feature_seconds": train.seconds, "fit_seconds": fit.fit_seconds},
         memory=memory.result(),
-        data={"train_samples": fit.train_samples, "num_labels": num_labels, "max_length": args.max_length,
-              "mean_tokens": fit.train_tokens / max(fit.train_samples, 1)},
-        training={"steps": 0, "epochs": 0.0, "svm_iterations": int(linear.n_iter_)},
+        data={"train_samples": n, "num_labels": num_labels, "max_length": args.max_length,
+              "mean_tokens": train.tokens / max(n, 1)},
+        training={"steps": 0, "epochs": 0.0, "svm_iterations": int(linear.n_iter_), **choice},
         versions=library_versions(**{"scikit-learn": sklearn.__version__}))
 
 
 def run(args: BaselineArguments) -> dict:
-    """Extract features, fit the SVM, evaluate every split, write run.json; return the record."""
+    """Encode every split, fit the SVM (choosing C on validation), evaluate, write run.json; return the record."""
     pooling = get_pooling(args.pooling)
     torch.manual_seed(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -223,9 +290,10 @@ def run(args: BaselineArguments) -> dict:
     memory = PeakMemory()  # baseline taken now, before the encoder loads (the run.json contract)
     model_path, tokenizer, encoder = load_encoder(args.model_name_or_path, device)
     data, num_labels = load_data(args, tokenizer)
-    fit = fit_svm(data, tokenizer, encoder, pooling, args, device)
-    metrics = evaluate_splits(fit, data, tokenizer, encoder, pooling, args, device, num_labels)
-    record = build_svm_record(args, model_path, encoder, fit, metrics, num_labels, memory)
+    splits = encode_splits(data, tokenizer, encoder, pooling, args, device)
+    fit = fit_svm(splits, args)
+    metrics = evaluate_splits(fit, splits, num_labels)
+    record = build_svm_record(args, model_path, encoder, fit, splits, metrics, num_labels, memory)
     write_record(args.output_dir, record)
     return record
 
@@ -247,7 +315,7 @@ def main(argv=None) -> int:
         return 2
     for split, m in record["metrics"].items():
         print(f"{split}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()))
-    print(f"trainable {record['params']['trainable']:,} of {record['params']['total']:,}; "
+    print(f"C={record['settings']['C']:g}; trainable {record['params']['trainable']:,} of {record['params']['total']:,}; "
           f"train {record['time']['train_seconds']:.1f}s; wrote {os.path.join(args.output_dir, 'run.json')}")
     return 0
 

@@ -21,9 +21,10 @@ PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better v
 BATCH_SIZE="${BATCH_SIZE:-32}"
 MAX_LENGTH="${MAX_LENGTH:-128}"
 # ACL-ARC: 51% of train is one class of six and the set is scored by macro-F1 (Gururangan et al. 2020):
-# a class-balanced loss, and validation macro-F1 picks the epoch (chosen on validation: see README).
+# a class-balanced loss, and validation macro-F1 picks the epoch (chosen on validation: see README); the
+# SVM takes the same class weights and validation macro-F1 picks its C.
 TRAIN_ARGS_acl_sup="${TRAIN_ARGS_acl_sup---class_weight balanced --metric_for_best_model macro_f1}"
-SVM_ARGS_acl_sup="${SVM_ARGS_acl_sup---class_weight balanced}"
+SVM_ARGS_acl_sup="${SVM_ARGS_acl_sup---class_weight balanced --metric_for_best_model macro_f1}"
 # Also EXTRA_ARGS, SVM_ARGS, REPORT_ARGS and PYTHON: see labs/grid.sh.
 
 TRAIN_FLAGS=(

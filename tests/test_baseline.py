@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,13 @@ def test_svm_run_json_has_the_train_shape(tmp_path, bert):
     assert test["micro_f1"] == pytest.approx(test["accuracy"])  # single-label: micro F1 = accuracy
     # fixture: 66 train rows with the dev file as validation (the default hold-out keeps 59)
     assert rec["data"]["train_samples"] == 66 and rec["data"]["num_labels"] == 3
-    assert rec["settings"] == {"pooling": "mean", "C": 1.0}
+    # C chosen on the 9 dev-file rows from the default grid: the kept SVM is the one the grid scored
+    grid = rec["training"]["C_validation"]
+    assert sorted(grid, key=float) == ["0.001", "0.01", "0.1", "1", "10"] and rec["training"]["C_metric"] == "accuracy"
+    chosen = rec["settings"]["C"]
+    assert rec["settings"] == {"pooling": "mean", "C": chosen}
+    assert chosen == baseline.choose_c({float(c): v for c, v in grid.items()})
+    assert rec["metrics"]["validation"]["accuracy"] == pytest.approx(grid[f"{chosen:g}"])
     assert rec["memory"]["how"] in ("cpu_peak_rss_minus_baseline", "cuda_max_memory_allocated")
     assert rec["time"]["train_seconds"] > 0 and rec["memory"]["baseline_bytes"] > 0
     assert rec["memory"]["peak_bytes_with_eval"] >= rec["memory"]["peak_bytes"]
@@ -95,3 +102,34 @@ def test_cli_bad_class_weight_is_a_one_line_error(tmp_path, bert, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == "error: --class_weight 'inverse' is not one of: none, balanced"
     assert not (tmp_path / "run.json").exists()
+
+
+def test_choose_c_takes_the_best_validation_score_and_the_smaller_c_on_ties():
+    assert baseline.choose_c({0.01: 0.70, 0.1: 0.80, 1.0: 0.80, 10.0: 0.75}) == 0.1
+    assert baseline.choose_c({10.0: 0.9, 0.001: 0.5}) == 10.0
+    assert baseline.parse_c_grid("1, 0.1,0.1,10") == (0.1, 1.0, 10.0)  # sorted, duplicates dropped
+
+
+@pytest.mark.parametrize("grid", ["", "0,1", "0.1,abc", "-1"])
+def test_bad_c_grid_is_rejected(grid):
+    with pytest.raises(ValueError, match="--C_grid .*positive numbers"):
+        baseline.BaselineArguments(C_grid=grid)
+
+
+def test_fixed_c_skips_the_grid(tmp_path, bert):
+    rec = run_baseline(tmp_path, bert, dataset_name="rotten_tomatoes", C=0.05)
+    assert rec["settings"]["C"] == 0.05 and "C_validation" not in rec["training"]
+
+
+def test_set_without_validation_takes_c_1_and_says_so(tmp_path, bert, caplog):
+    with caplog.at_level(logging.WARNING, logger="baseline"):
+        rec = run_baseline(tmp_path, bert, dataset_name="restaurant_fs")
+    assert rec["settings"]["C"] == 1.0 and set(rec["metrics"]) == {"test"}
+    assert "no validation split to choose C on: C=1 (pass --C" in caplog.text
+
+
+def test_cli_bad_selection_metric_is_a_one_line_error(tmp_path, bert, capsys):
+    code = baseline.main(["--model_name_or_path", bert, "--metric_for_best_model", "loss", "--output_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == ("error: --metric_for_best_model 'loss' cannot pick C; "
+                                         "use one of: accuracy, micro_f1, macro_f1, weight_f1")
