@@ -5,9 +5,9 @@
 The encoder never trains: every text becomes one vector ([CLS] token, mean of the tokens, or the
 last token for decoders), a `StandardScaler` + `LinearSVC` learns on the train split and predicts
 the other splits. Its regularisation strength C is chosen on validation like every trained method's
-schedule: each C of `--C_grid` fits on train and the best validation score wins (`--C` fixes one). Writes OUTPUT_DIR/run.json in the same shape as train.py (method "svm";
-params.trainable = the SVM's weights and biases, params.total = encoder + SVM), so report.py puts
-the baseline in the same table.
+schedule: each C of `--C_grid` fits on train and the best validation score wins (`--C` fixes one).
+Writes OUTPUT_DIR/run.json in the same shape as train.py (method "svm"; params.trainable = the SVM's
+weights and biases, params.total = encoder + SVM), so report.py puts the baseline in the same table.
 """
 from __future__ import annotations
 
@@ -315,7 +315,8 @@ def main(argv=None) -> int:
         return 2
     for split, m in record["metrics"].items():
         print(f"{split}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()))
-    print(f"C={record['settings']['C']:g}; trainable {record['params']['trainable']:,} of {record['params']['total']:,}; "
+    params = record["params"]
+    print(f"C={record['settings']['C']:g}; trainable {params['trainable']:,} of {params['total']:,}; "
           f"train {record['time']['train_seconds']:.1f}s; wrote {os.path.join(args.output_dir, 'run.json')}")
     return 0
 

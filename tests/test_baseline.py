@@ -129,7 +129,8 @@ def test_set_without_validation_takes_c_1_and_says_so(tmp_path, bert, caplog):
 
 
 def test_cli_bad_selection_metric_is_a_one_line_error(tmp_path, bert, capsys):
-    code = baseline.main(["--model_name_or_path", bert, "--metric_for_best_model", "loss", "--output_dir", str(tmp_path)])
+    code = baseline.main(["--model_name_or_path", bert, "--metric_for_best_model", "loss",
+                          "--output_dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and err.strip() == ("error: --metric_for_best_model 'loss' cannot pick C; "
                                          "use one of: accuracy, micro_f1, macro_f1, weight_f1")
