@@ -33,6 +33,7 @@ logger = logging.getLogger("baseline")
 
 DEFAULT_C = 1.0  # liblinear's default: the C of a set without a validation split to choose on
 SELECTION_METRICS = ("accuracy", "micro_f1", "macro_f1", "weight_f1")  # higher is better; pick C on one
+EDGE_DECADES = 3  # a C chosen at the grid's edge extends the grid a decade at a time, at most this often
 
 
 @dataclass
@@ -59,8 +60,9 @@ class BaselineArguments:
         "help": "SVM regularisation strength (LinearSVC C), fixed; default: chosen from --C_grid on validation."})
     C_grid: str = field(default="0.001,0.01,0.1,1,10", metadata={
         "help": "Comma-separated C values tried when --C is unset: each fits on train, the best validation "
-                "--metric_for_best_model wins (ties: the smaller C, the stronger regularisation). A set "
-                f"without a validation split takes C={DEFAULT_C:g} (logged)."})
+                "--metric_for_best_model wins (ties: the smaller C, the stronger regularisation); a choice "
+                f"at the grid's edge tries a decade further, at most {EDGE_DECADES} times. A set without a "
+                f"validation split takes C={DEFAULT_C:g} (logged)."})
     metric_for_best_model: str = field(default="accuracy", metadata={
         "help": f"Validation metric that picks C ({', '.join(SELECTION_METRICS)}), as train.py's flag."})
     max_iter: int = field(default=10000, metadata={"help": "LinearSVC solver iterations."})
@@ -236,19 +238,43 @@ def candidate_cs(args: BaselineArguments, has_validation: bool) -> tuple:
     return parse_c_grid(args.C_grid)
 
 
+def search_c(grid: tuple, score: Callable[[float], float], edge_decades: int = EDGE_DECADES) -> tuple:
+    """(best C, {C: validation score}) over `grid`; while the best is the smallest (largest) C tried, one C a
+    decade beyond it is scored too, at most `edge_decades` times: an optimum at the edge means the grid was
+    too narrow."""
+    scores = {c: score(c) for c in grid}
+    best = choose_c(scores)
+    for _ in range(edge_decades):
+        if best == min(scores):
+            extra = best / 10
+        elif best == max(scores):
+            extra = best * 10
+        else:
+            break
+        scores[extra] = score(extra)
+        best = choose_c(scores)
+    return best, dict(sorted(scores.items()))
+
+
 def fit_svm(splits: Dict[str, Split], args: BaselineArguments) -> Fit:
     """One SVM per candidate C on train; validation's --metric_for_best_model keeps one (test is not read)."""
     t0 = time.perf_counter()
     train = splits["train"]
-    fits = {c: make_svm(args, c).fit(train.x, train.y) for c in candidate_cs(args, "validation" in splits)}
-    scores = None
-    if len(fits) > 1:
-        val = splits["validation"]
-        scores = {c: classification_scores(svm.predict(val.x).tolist(), val.y.tolist())[args.metric_for_best_model]
-                  for c, svm in fits.items()}
-        logger.info("C on validation %s: %s", args.metric_for_best_model,
-                    ", ".join(f"{c:g}={v:.4f}" for c, v in scores.items()))
-    best = choose_c(scores) if scores else next(iter(fits))
+    cs = candidate_cs(args, "validation" in splits)
+    fits = {}
+
+    def fitted(c: float):
+        if c not in fits:
+            fits[c] = make_svm(args, c).fit(train.x, train.y)
+        return fits[c]
+
+    if len(cs) == 1:
+        return Fit(fitted(cs[0]), cs[0], None, time.perf_counter() - t0)
+    val = splits["validation"]
+    best, scores = search_c(cs, lambda c: classification_scores(
+        fitted(c).predict(val.x).tolist(), val.y.tolist())[args.metric_for_best_model])
+    logger.info("C on validation %s: %s", args.metric_for_best_model,
+                ", ".join(f"{c:g}={v:.4f}" for c, v in scores.items()))
     return Fit(fits[best], best, scores, time.perf_counter() - t0)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_svm_run_json_has_the_train_shape(tmp_path, bert):
     assert rec["data"]["train_samples"] == 66 and rec["data"]["num_labels"] == 3
     # C chosen on the 9 dev-file rows from the default grid: the kept SVM is the one the grid scored
     grid = rec["training"]["C_validation"]
-    assert sorted(grid, key=float) == ["0.001", "0.01", "0.1", "1", "10"] and rec["training"]["C_metric"] == "accuracy"
+    assert {"0.001", "0.01", "0.1", "1", "10"} <= set(grid) and rec["training"]["C_metric"] == "accuracy"
     chosen = rec["settings"]["C"]
     assert rec["settings"] == {"pooling": "mean", "C": chosen}
     assert chosen == baseline.choose_c({float(c): v for c, v in grid.items()})
@@ -108,6 +109,21 @@ def test_choose_c_takes_the_best_validation_score_and_the_smaller_c_on_ties():
     assert baseline.choose_c({0.01: 0.70, 0.1: 0.80, 1.0: 0.80, 10.0: 0.75}) == 0.1
     assert baseline.choose_c({10.0: 0.9, 0.001: 0.5}) == 10.0
     assert baseline.parse_c_grid("1, 0.1,0.1,10") == (0.1, 1.0, 10.0)  # sorted, duplicates dropped
+
+
+def test_search_c_extends_a_grid_whose_best_is_at_its_edge():
+    def peak_at(c0):  # validation score falling with the distance in decades from c0
+        return lambda c: -abs(math.log10(c) - math.log10(c0))
+
+    grid = (0.001, 0.01, 0.1, 1.0, 10.0)
+    best, scores = baseline.search_c(grid, peak_at(0.1))  # interior: nothing added
+    assert best == 0.1 and list(scores) == list(grid)
+    best, scores = baseline.search_c(grid, peak_at(1e-5))  # 1e-4, 1e-5, then 1e-6 shows 1e-5 is the peak
+    assert best == pytest.approx(1e-5) and len(scores) == 8 and min(scores) == pytest.approx(1e-6)
+    best, scores = baseline.search_c(grid, peak_at(1e-9))  # at most 3 decades further: stops at 1e-6
+    assert best == pytest.approx(1e-6) and len(scores) == 8
+    best, scores = baseline.search_c(grid, peak_at(1e3))  # the large side: 100, 1000, then 1e4
+    assert best == pytest.approx(1e3) and max(scores) == pytest.approx(1e4)
 
 
 @pytest.mark.parametrize("grid", ["", "0,1", "0.1,abc", "-1"])
