@@ -132,6 +132,11 @@ def test_bad_c_grid_is_rejected(grid):
         baseline.BaselineArguments(C_grid=grid)
 
 
+def test_non_positive_fixed_c_is_rejected():
+    with pytest.raises(ValueError, match=r"^--C 0.0: LinearSVC needs a positive C \(e.g. 0.1\), or leave it unset$"):
+        baseline.BaselineArguments(C=0.0)
+
+
 def test_fixed_c_skips_the_grid(tmp_path, bert):
     rec = run_baseline(tmp_path, bert, dataset_name="rotten_tomatoes", C=0.05)
     assert rec["settings"]["C"] == 0.05 and "C_validation" not in rec["training"]
