@@ -410,7 +410,8 @@ class Settings:
     lora_target_modules: list[str] | None = field(default=None, metadata={
         "help": "LoRA targets (module name suffixes or all-linear); default: peft's per-architecture default"})
     adapter_config: str = field(default="houlsby", metadata={"help": "houlsby | pfeiffer | parallel (train.py's default: houlsby)"})
-    reduction_factor: int = field(default=16, metadata={"help": "adapter bottleneck = hidden / reduction_factor"})
+    reduction_factor: int = field(default=4, metadata={
+        "help": "adapter bottleneck = hidden / reduction_factor (train.py's default: 4)"})
     adapter_train_layernorm: bool = field(default=True, metadata={
         "help": "adapter: the body's norms train too (train.py --adapter_train_layernorm, default true)"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute layers in backward"})

@@ -373,8 +373,8 @@ class Method:
 # lora: search.py on restaurant_sup (results/search/restaurant_sup_lora) for lr; all linear layers and 15
 # epochs from a validation check (README "Schedules"); adapter: lr 1e-3 and 20 epochs from validation
 # trials on restaurant_sup (results/search/adapter_trials.md: 7 epochs at 6e-4 stopped still improving),
-# its placement (houlsby) and trained layer norms from restaurant_sup's hold-out validation
-# (results/search/adapter_holdout.md; the 150-sentence dev file could not separate placements);
+# its placement (houlsby), trained layer norms and reduction factor 4 from restaurant_sup's hold-out validation
+# (results/search/adapter_holdout.md, adapter_size_lr.md; the 150-sentence dev file could not separate them);
 # lora_scratch takes lora's learning rate (7 epochs, no search of its own); full: Gururangan et al. 2020's
 # longer schedule with early stopping.
 METHODS: Dict[str, Method] = {m.name: m for m in [
@@ -430,8 +430,9 @@ class MethodArguments:
                 "default, chosen on restaurant_sup validation: results/search/adapter_holdout.md), pfeiffer "
                 "(seq_bn, one adapter per layer after the FFN) or parallel (par_bn, beside the FFN, output x 4: "
                 "He et al. 2022)."})
-    reduction_factor: int = field(default=16, metadata={
-        "help": "Adapter bottleneck size = hidden size / reduction_factor."})
+    reduction_factor: int = field(default=4, metadata={
+        "help": "Adapter bottleneck size = hidden size / reduction_factor (default 4, MiniLM's 384 -> 96: chosen "
+                "on restaurant_sup's hold-out validation over 16, results/search/adapter_size_lr.md)."})
     adapter_train_layernorm: bool = field(default=True, metadata={
         "help": "adapter: the body's LayerNorm weights and biases train too (Houlsby et al. 2019 train them "
                 "per task; the adapters library freezes them: false)."})

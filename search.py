@@ -77,7 +77,7 @@ def _lora(trial) -> Dict[str, Any]:
 def _adapter(trial) -> Dict[str, Any]:
     # placement too: after the FFN (pfeiffer), after attention and FFN (houlsby), beside the FFN (parallel)
     return {"adapter_config": trial.suggest_categorical("adapter_config", ["pfeiffer", "houlsby", "parallel"]),
-            "reduction_factor": trial.suggest_categorical("reduction_factor", [8, 16, 32])}
+            "reduction_factor": trial.suggest_categorical("reduction_factor", [4, 8, 16, 32])}
 
 
 METHOD_SPACES: Dict[str, Callable[[Any], Dict[str, Any]]] = {

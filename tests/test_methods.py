@@ -11,8 +11,8 @@ import methods
 from methods import LoRALinear, MethodArguments, count_parameters, get_method
 from train import get_model
 
-D, LABELS, R, RF = 32, 3, 8, 16
-BOTTLENECK = D // RF  # 2
+D, LABELS, R, RF = 32, 3, 8, 4  # RF: train.py's default reduction factor
+BOTTLENECK = D // RF  # 8
 
 # Hand-computed per architecture: head parameters and the (in, out) shapes LoRA wraps by default.
 HEAD = {
