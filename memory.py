@@ -37,11 +37,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ftio import split_list
 from microbatch import piece_rows
-from methods import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS
+from methods import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS, MethodArguments
 from record import read_record, upgrade
 
 logger = logging.getLogger("memory")
@@ -394,6 +394,9 @@ def build_arch(cfg, task: str = "auto", num_labels: int | None = None) -> Arch:
 
 
 # --------------------------------------------------------------------------- settings
+_TRAIN_DEFAULTS = {f.name: f.default for f in fields(MethodArguments)}
+
+
 @dataclass
 class Settings:
     """One training setup (per GPU batch)."""
@@ -409,11 +412,15 @@ class Settings:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank"})
     lora_target_modules: list[str] | None = field(default=None, metadata={
         "help": "LoRA targets (module name suffixes or all-linear); default: peft's per-architecture default"})
-    adapter_config: str = field(default="houlsby", metadata={"help": "houlsby | pfeiffer | parallel (train.py's default: houlsby)"})
-    reduction_factor: int = field(default=4, metadata={
-        "help": "adapter bottleneck = hidden / reduction_factor (train.py's default: 4)"})
-    adapter_train_layernorm: bool = field(default=True, metadata={
-        "help": "adapter: the body's norms train too (train.py --adapter_train_layernorm, default true)"})
+    # the adapter defaults are train.py's own (methods.MethodArguments), so the two cannot drift apart
+    adapter_config: str = field(default=_TRAIN_DEFAULTS["adapter_config"], metadata={
+        "help": f"houlsby | pfeiffer | parallel (train.py's default: {_TRAIN_DEFAULTS['adapter_config']})"})
+    reduction_factor: int = field(default=_TRAIN_DEFAULTS["reduction_factor"], metadata={
+        "help": f"adapter bottleneck = hidden / reduction_factor (train.py's default: "
+                f"{_TRAIN_DEFAULTS['reduction_factor']})"})
+    adapter_train_layernorm: bool = field(default=_TRAIN_DEFAULTS["adapter_train_layernorm"], metadata={
+        "help": f"adapter: the body's norms train too (train.py --adapter_train_layernorm, default "
+                f"{str(_TRAIN_DEFAULTS['adapter_train_layernorm']).lower()})"})
     gradient_checkpointing: bool = field(default=False, metadata={"help": "recompute layers in backward"})
     zero: int = field(default=0, metadata={"help": "DeepSpeed ZeRO stage 0-3"})
     gpus: int = field(default=1, metadata={"help": "number of GPUs (0 = CPU)"})
