@@ -27,12 +27,12 @@ import dataHelper
 from ftio import split_list
 from models import load_tokenizer, resolve_model_name
 from record import PeakMemory, build_record, cpu_flags, library_versions, write_record
-from scores import check_class_weight, classification_scores
+from scores import SCORE_NAMES, check_class_weight, classification_scores
 
 logger = logging.getLogger("baseline")
 
 DEFAULT_C = 1.0  # liblinear's default: the C of a set without a validation split to choose on
-SELECTION_METRICS = ("accuracy", "micro_f1", "macro_f1", "weight_f1")  # higher is better; pick C on one
+SELECTION_METRICS = SCORE_NAMES  # every score classification_scores returns; higher is better
 EDGE_DECADES = 3  # a C chosen at the grid's edge extends the grid a decade at a time, at most this often
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 METRIC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "classification.py")
 _METRIC = None
+SCORE_NAMES = ("accuracy", "micro_f1", "macro_f1", "weight_f1")  # what classification_scores returns
 
 
 def classification_scores(predictions: Sequence[int], references: Sequence[int]) -> Dict[str, float]:

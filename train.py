@@ -44,12 +44,12 @@ from methods import (BoundMethod, MethodArguments, bind_method, cast_frozen_line
                      learning_rate_help)
 from models import load_tokenizer, resolve_model_name, untrained_pooler
 from record import PeakMemory, build_record, cpu_flags, write_record
-from scores import check_class_weight
+from scores import SCORE_NAMES, check_class_weight
 from scores import compute_metrics  # noqa: F401  (train.compute_metrics: the course's entry point)
 
 logger = logging.getLogger("ftlab.train")
 
-METRIC_KEYS = ("accuracy", "micro_f1", "macro_f1", "weight_f1", "loss")
+METRIC_KEYS = (*SCORE_NAMES, "loss")
 # what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
 # transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
 LAUNCH_MIXED_PRECISION = os.environ.get("ACCELERATE_MIXED_PRECISION")

@@ -140,7 +140,8 @@ def test_adapter_train_layernorm_without_norms_is_a_clear_error(load):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.LayerNorm):
                 setattr(module, child_name, nn.Identity())
-    with pytest.raises(ValueError, match="no LayerNorm/RMSNorm found in model type 'bert'; set --adapter_train_layernorm false"):
+    with pytest.raises(ValueError, match="no LayerNorm/RMSNorm found in model type 'bert'; "
+                                         "set --adapter_train_layernorm false"):
         get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_train_layernorm=True))
 
 
