@@ -52,6 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
+import cli
 import lfdata
 from ftio import write_atomic, write_json_atomic
 from models import resolve_model_name
@@ -478,12 +479,11 @@ def run_predict(args: PredictArguments) -> Dict[str, Any]:
 
 
 def predict_main(argv: Optional[List[str]] = None) -> int:
-    (args,) = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(args=argv)
     try:
+        (args,) = cli.parse_dataclasses(HfArgumentParser(PredictArguments, prog="inference.py predict"), argv)
         results = run_predict(args)
     except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     print(f"{results['n']} predictions in {results['predict_runtime']:.1f} s "
           f"({results['samples_per_minute']:.1f}/min, batch {results['batch_size']}, bf16 {results['bf16']}): "
           f"wrote {results['predictions']}")
@@ -495,12 +495,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
         return predict_main(argv[1:])
-    (args,) = HfArgumentParser(InferenceArguments).parse_args_into_dataclasses(args=argv)
     try:
+        (args,) = cli.parse_dataclasses(HfArgumentParser(InferenceArguments, prog="inference.py"), argv)
         prompt, answer, reference = run(args)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return cli.fail(exc)
     print(f"=== prompt ({args.dataset} {args.split} #{args.sid}) ===\n{prompt}")
     print(f"=== answer ({args.model_name_or_path}) ===\n{answer}")
     print(f"=== reference ===\n{reference}")

@@ -39,6 +39,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
+import cli
 from ftio import split_list
 from microbatch import piece_rows
 from methods import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS, MethodArguments
@@ -458,8 +459,6 @@ def validate(s: Settings) -> None:
         raise ValueError(f"gpus must be >= 0, got {s.gpus}")
     if s.zero not in (0, 1, 2, 3):
         raise ValueError(f"zero must be a ZeRO stage 0, 1, 2 or 3, got {s.zero}")
-    if s.method == "qlora" and s.gpus == 0:
-        raise ValueError("qlora needs a GPU (bitsandbytes 4-bit kernels): use --gpus 1 or another method")
     if s.zero and s.gpus == 0:
         raise ValueError("ZeRO partitions over GPUs: use --gpus N >= 1 with --zero")
 
@@ -859,10 +858,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str | None, Settings,
     """(model, Settings, MemoryArguments) from the command line (HfArgumentParser over both dataclasses)."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((Settings, MemoryArguments), description=__doc__.split("\n\n")[0],
+    parser = HfArgumentParser((Settings, MemoryArguments), prog="memory.py", description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", help="model folder, config.json, embedded/built-in name or Hub id")
-    s, margs, rest = parser.parse_args_into_dataclasses(args=argv)
+    s, margs, rest = cli.parse_dataclasses(parser, argv)
     # --lora_target_modules takes names separated by spaces or commas
     targets = [t for item in (s.lora_target_modules or []) for t in split_list(item)]
     return rest.model, replace(s, lora_target_modules=targets or None), margs
@@ -880,8 +879,8 @@ def run_estimate(model: str | None, s: Settings, margs: MemoryArguments) -> dict
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    model, s, margs = parse_args(argv)
     try:
+        model, s, margs = parse_args(argv)
         if margs.compare:
             rows = [compare_run(d) for d in margs.compare]
             print(json.dumps(rows, indent=2) if margs.json else format_compare(rows))
@@ -889,8 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = run_estimate(model, s, margs)
             print(json.dumps(result["json"], indent=2) if margs.json else result["text"])
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return cli.fail(err)
     return 0
 
 

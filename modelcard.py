@@ -188,7 +188,8 @@ def separator_of(folder: str, record: dict) -> str:
     try:
         from transformers import AutoTokenizer
 
-        return dataHelper.sep_token_for(AutoTokenizer.from_pretrained(folder), None)
+        # never the folder's own tokenizer code (auto_map): a run folder is data someone may hand you
+        return dataHelper.sep_token_for(AutoTokenizer.from_pretrained(folder, trust_remote_code=False), None)
     except (OSError, ValueError):
         return "the tokenizer's sep token (else its eos token)"
 

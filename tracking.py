@@ -228,9 +228,10 @@ def describe(run: OfflineRun) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     paths = list(sys.argv[1:] if argv is None else argv)
-    if not paths:
-        print("usage: tracking.py OFFLINE_RUN_DIR_OR_WANDB_DIR [...]", file=sys.stderr)
-        return 2
+    if not paths or paths[0] in ("-h", "--help"):
+        print("usage: tracking.py OFFLINE_RUN_DIR_OR_WANDB_DIR [...]   print what a wandb offline run recorded",
+              file=sys.stdout if paths else sys.stderr)
+        return 0 if paths else 2
     try:
         for path in paths:
             for folder in (offline_runs(path) or [path]):
