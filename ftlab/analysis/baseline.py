@@ -1,6 +1,6 @@
 """Frozen-encoder baseline: sentence features from any model + a linear SVM (scikit-learn).
 
-    uv run baseline.py --dataset_name restaurant_sup --pooling cls --seed 1 --output_dir outputs/svm/seed1
+    uv run ftlab baseline --dataset_name restaurant_sup --pooling cls --seed 1 --output_dir outputs/svm/seed1
 
 The encoder never trains: every text becomes one vector ([CLS] token, mean of the tokens, or the
 last token for decoders), a `StandardScaler` + `LinearSVC` learns on the train split and predicts
@@ -23,11 +23,12 @@ import numpy as np
 import sklearn
 import torch
 
-import dataHelper
-from ftio import split_list
-from models import load_tokenizer, resolve_model_name
-from record import PeakMemory, build_record, cpu_flags, library_versions, write_record
-from scores import SCORE_NAMES, check_class_weight, classification_scores
+from ftlab.data import datasets as dataHelper
+from ftlab.io import split_list
+from ftlab.models.checkpoints import load_tokenizer, resolve_model_name
+from ftlab.hardware import cpu_flags
+from ftlab.metrics.classification import SCORE_NAMES, check_class_weight, classification_scores
+from ftlab.runs.record import PeakMemory, build_record, library_versions, write_record
 
 logger = logging.getLogger("baseline")
 

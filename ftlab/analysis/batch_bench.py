@@ -5,9 +5,9 @@ row per run: seconds per step, samples/s, tokens/s, peak memory and trainable pa
 answers "which batch size is best" and "why does LoRA need less memory" with numbers instead of
 watching `nvidia-smi`.
 
-    uv run batch_bench.py                                    # smollm2, lora+full, batch 1,2,4,8, seq 256
-    uv run batch_bench.py --batch_sizes 1,4,16 --seq_len 512 --bf16 --out bench.json
-    DATA_DIR=/work/shared/data uv run batch_bench.py --data samsum   # real SAMSum tokens
+    uv run ftlab batch_bench                                    # smollm2, lora+full, batch 1,2,4,8, seq 256
+    uv run ftlab batch_bench --batch_sizes 1,4,16 --seq_len 512 --bf16 --out bench.json
+    DATA_DIR=/work/shared/data uv run ftlab batch_bench --data samsum   # real SAMSum tokens
 
 Peak memory: on a GPU `torch.cuda.max_memory_allocated` (weights + gradients + AdamW states +
 activations); on a CPU the peak RSS (VmHWM, reset via /proc/self/clear_refs) minus the RSS before
@@ -32,10 +32,11 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-import methods
-from ftio import split_list, write_atomic
-from models import resolve_model_name
-from record import PeakMemory
+from ftlab.data import llamafactory as lfdata
+from ftlab.io import split_list, write_atomic
+from ftlab.methods import registry as methods
+from ftlab.models.checkpoints import resolve_model_name
+from ftlab.runs.record import PeakMemory
 
 logger = logging.getLogger("batch_bench")
 RESULT_PREFIX = "BATCH_BENCH_RESULT "  # marks the worker's one JSON line on stdout
@@ -96,8 +97,6 @@ def synthetic_blocks(tokenizer, args: BenchArguments, n: int) -> torch.Tensor:
 
 def samsum_blocks(tokenizer, args: BenchArguments, n: int) -> torch.Tensor:
     """SAMSum train records (instruction, dialogue, summary) tokenized, joined by eos, cut into blocks."""
-    import lfdata
-
     records = lfdata.records("samsum", args.data_dir)["samsum_train"]
     ids: List[int] = []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -197,7 +196,7 @@ def bench_one(args: BenchArguments, method: str, batch_size: int) -> dict:
 def bench_isolated(args: BenchArguments, method: str, batch_size: int) -> dict:
     """`bench_one` in a fresh Python process (a clean peak-RSS counter and allocator)."""
     child = dataclasses.replace(args, methods=method, batch_sizes=str(batch_size), isolate=False, out=None)
-    argv = [sys.executable, os.path.abspath(__file__), "--worker"]
+    argv = [sys.executable, "-m", "ftlab.analysis.batch_bench", "--worker"]
     for f in dataclasses.fields(child):
         value = getattr(child, f.name)
         if value is not None:

@@ -1,11 +1,11 @@
 """Training throughput: train.py's defaults vs a naive setup, on the embedded model and data set.
 
-    uv run bench.py [--steps 10] [--method full]                       # bbc_news: runs anywhere
-    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup  # the README's figures
+    uv run ftlab bench [--steps 10] [--method full]                       # bbc_news: runs anywhere
+    DATA_DIR=../shared/data uv run ftlab bench --dataset_name restaurant_sup  # the README's figures
 
-    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --profile --steps 40  # per phase
-    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --whole_run           # one epoch
-    DATA_DIR=../shared/data uv run bench.py --dataset_name restaurant_sup --time_to_accuracy    # the headline
+    DATA_DIR=../shared/data uv run ftlab bench --dataset_name restaurant_sup --profile --steps 40  # per phase
+    DATA_DIR=../shared/data uv run ftlab bench --dataset_name restaurant_sup --whole_run           # one epoch
+    DATA_DIR=../shared/data uv run ftlab bench --dataset_name restaurant_sup --time_to_accuracy    # the headline
 
 Both runs train the same model for the same number of optimizer steps through train.run:
 - default: train.py as it is (bf16 autocast where supported, batch 32, dynamic padding, length-grouped batches);
@@ -53,9 +53,10 @@ START = time.perf_counter()  # before torch/transformers load: the start-up phas
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-import train  # noqa: E402
-from ftio import write_atomic  # noqa: E402
-from record import machine  # noqa: E402
+from ftlab.hardware import machine  # noqa: E402
+from ftlab.io import write_atomic  # noqa: E402
+from ftlab.models.build import bf16_supported, get_model  # noqa: E402
+from ftlab.train import steps as train  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - START
 
@@ -70,7 +71,7 @@ PRECISION = {torch.bfloat16: "bf16", torch.float32: "fp32"}
 def peak_dtype() -> torch.dtype:
     """The precision train.py's defaults compute in here: bf16 where it is fast, else fp32 (a bf16 GEMM on a
     CPU without bf16 units is emulated, and fp32 training measured against it would read as > 100%)."""
-    return torch.bfloat16 if train.bf16_supported() else torch.float32
+    return torch.bfloat16 if bf16_supported() else torch.float32
 
 
 def gemm_peak_flops(n: int = 2048, reps: int = 5, dtype: Optional[torch.dtype] = None) -> float:
@@ -87,7 +88,7 @@ def gemm_peak_flops(n: int = 2048, reps: int = 5, dtype: Optional[torch.dtype] =
 
 
 def non_embedding_params(model_name: str) -> int:
-    _, model = train.get_model(model_name, 3)
+    _, model = get_model(model_name, 3)
     embeddings = sum(p.numel() for name, p in model.named_parameters() if "embeddings" in name)
     return sum(p.numel() for p in model.parameters()) - embeddings
 
@@ -377,7 +378,7 @@ def run_child(argv: List[str], every: Optional[float], target: Optional[float], 
         json.dump(spec, f)
     try:
         started = time.time()
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--tta_worker", os.path.join(work, "spec.json")],
+        proc = subprocess.run([sys.executable, "-m", "ftlab.analysis.bench", "--tta_worker", os.path.join(work, "spec.json")],
                               env=dict(os.environ, FTLAB_TTA_STARTED=repr(started)))
         seconds = time.time() - started
         if proc.returncode != 0:

@@ -1,10 +1,10 @@
 """Estimate the training memory of a model + fine-tuning method before the run, and hold the
 estimate against what `train.py` runs measured.
 
-    uv run memory.py llama-3-70b --method qlora --batch_size 1 --seq_len 2048
-    uv run memory.py minilm --method lora --batch_size 32 --seq_len 128 --json
-    uv run memory.py llama-3-70b --method full --zero 3 --gpus 8 --gradient_checkpointing
-    uv run memory.py --compare outputs/run_a outputs/run_b
+    uv run ftlab memory llama-3-70b --method qlora --batch_size 1 --seq_len 2048
+    uv run ftlab memory minilm --method lora --batch_size 32 --seq_len 128 --json
+    uv run ftlab memory llama-3-70b --method full --zero 3 --gpus 8 --gradient_checkpointing
+    uv run ftlab memory --compare outputs/run_a outputs/run_b
 
 The estimate is built from the model *config* only (a local dir / config.json, an embedded name,
 a built-in table of common configs that works offline, or a Hub name when online):
@@ -39,10 +39,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ftio import split_list
-from microbatch import piece_rows
-from methods import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS, MethodArguments
-from record import read_record, upgrade
+from ftlab.io import split_list
+from ftlab.methods.registry import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS, MethodArguments
+from ftlab.models.checkpoints import resolve_model_name
+from ftlab.runs.record import read_record, upgrade
+from ftlab.speed.microbatch import piece_rows
 
 logger = logging.getLogger("memory")
 
@@ -159,9 +160,7 @@ def builtin_config(name: str):
 
 def load_config(name_or_path: str):
     """Config for a local dir / config.json, an embedded name, a built-in name, or a Hub id."""
-    from transformers import AutoConfig
-
-    from models import resolve_model_name
+    from transformers import AutoConfig  # here: the estimate of a known architecture needs no transformers
 
     source = name_or_path
     if not os.path.exists(name_or_path):

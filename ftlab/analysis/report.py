@@ -1,6 +1,6 @@
 """Compare runs: mean ± sample std over seeds of every `run.json` under the given folders.
 
-    uv run report.py outputs/ [more_dirs_or_run.json ...] [--out DIR] [--group_by config.prompt]
+    uv run ftlab report outputs/ [more_dirs_or_run.json ...] [--out DIR] [--group_by config.prompt]
 
 Runs are grouped by (model, dataset, method, settings) plus any `--group_by` field, so runs on
 different data sets never share a row. Writes, atomically, into `--out` (default: the first
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ftio import write_atomic
-from record import read_record
+from ftlab.io import write_atomic
+from ftlab.runs.record import read_record
 
 logger = logging.getLogger("report")
 

@@ -1,7 +1,7 @@
 """Seeded, resumable hyper-parameter search for one (model, data set, method) on validation.
 
-    uv run search.py --dataset_name restaurant_sup --method lora --n_trials 20 --study_dir outputs/search/rest_lora
-    uv run search.py ... (same command again)      # resumes: finished trials are kept, a killed one is retried
+    uv run ftlab search --dataset_name restaurant_sup --method lora --n_trials 20 --study_dir outputs/search/rest_lora
+    uv run ftlab search ... (same command again)      # resumes: finished trials are kept, a killed one is retried
     uv run train.py outputs/search/rest_lora/best.yaml --seed 1   # train with the best settings
 
 Each trial is one train.py run (every train.py flag works here and stays fixed) with settings drawn
@@ -31,9 +31,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from transformers import HfArgumentParser, TrainerCallback
 
-import train
-from ftio import write_atomic
-from methods import get_method
+from ftlab.train import steps as train
+from ftlab.io import write_atomic
+from ftlab.methods.registry import get_method
 
 logger = logging.getLogger("ftlab.search")
 

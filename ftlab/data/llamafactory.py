@@ -5,9 +5,9 @@
     export_llamafactory("all", "lf_data")   -> alpaca JSON files + dataset_info.json entries
 
 Each record is `{"instruction", "input", "output"}` (LLaMA-Factory's alpaca format, columns prompt /
-query / response). The raw files are found as dataHelper finds its sets (data dir, else $DATA_DIR,
-else ./data; SAMSum falls back to its Hub copy), with the same one-line errors. inference.py and
-batch_bench.py read `records()` directly; `python dataHelper.py export` writes the files.
+query / response). The raw files are found as the classification sets' are (ftlab/data/readers.py: data
+dir, else $DATA_DIR, else ./data; SAMSum falls back to its Hub copy), with the same one-line errors.
+ftlab/llm/inference.py and ftlab/analysis/batch_bench.py read `records()` directly; `uv run dataHelper.py export` writes the files.
 """
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from dataHelper import HubCopy, Release, _field, _read_json, _read_table, _source, default_data_dir
-from ftio import write_json_atomic
+from ftlab.data.readers import HubCopy, Release, default_data_dir, locate_source, read_json, read_table, required_field
+from ftlab.io import write_json_atomic
+from ftlab.metrics.tatqa import tatqa_answer  # the answer text the metric parses back
 
 SAMSUM_INSTRUCTION = "Summarize the following dialogue."
 TATQA_INSTRUCTION = ("Answer the question about the financial report below, using its table and paragraphs. "
@@ -29,7 +30,7 @@ def _read_samsum(folder: str) -> Dict[str, List[dict]]:
     for split in ("train", "validation", "test"):
         path = os.path.join(folder, f"{split}.csv")
         out[split] = [{"dialogue": r["dialogue"], "summary": r["summary"]}
-                      for _, r in _read_table(path, ("id", "dialogue", "summary"))]
+                      for _, r in read_table(path, ("id", "dialogue", "summary"))]
     return out
 
 
@@ -49,24 +50,9 @@ def _samsum_entries(splits: Dict[str, List[dict]]) -> Dict[str, List[dict]]:
 
 def _read_tatqa(folder: str) -> Dict[str, Any]:
     return {"train": (os.path.join(folder, "tatqa_dataset_dev.json"),
-                      _read_json(os.path.join(folder, "tatqa_dataset_dev.json"))),
+                      read_json(os.path.join(folder, "tatqa_dataset_dev.json"))),
             "test": (os.path.join(folder, "tatqa_dataset_test_gold.json"),
-                     _read_json(os.path.join(folder, "tatqa_dataset_test_gold.json")))}
-
-
-def _format_number(x: Any) -> str:
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return str(x)
-
-
-def tatqa_answer(answer: Any, scale: str = "") -> str:
-    """TAT-QA answer as text: lists joined with ', ', floats without a trailing .0, scale appended
-    ('%' for percent, ' million' ...)."""
-    text = ", ".join(_format_number(a) for a in answer) if isinstance(answer, list) else _format_number(answer)
-    if not scale:
-        return text
-    return f"{text}%" if scale == "percent" else f"{text} {scale}"
+                     read_json(os.path.join(folder, "tatqa_dataset_test_gold.json")))}
 
 
 def tatqa_input(context: dict, question: str) -> str:
@@ -85,11 +71,11 @@ def _tatqa_entries(splits: Dict[str, Any]) -> Dict[str, List[dict]]:
         records = []
         for i, ctx in enumerate(contexts):
             where = f"{path} context {i}"
-            for q in sorted(_field(ctx, "questions", where), key=lambda q: q.get("order", 0)):
+            for q in sorted(required_field(ctx, "questions", where), key=lambda q: q.get("order", 0)):
                 qwhere = f"{where} question {q.get('uid', '?')}"
                 records.append({"instruction": TATQA_INSTRUCTION,
-                                "input": tatqa_input(ctx, _field(q, "question", qwhere)),
-                                "output": tatqa_answer(_field(q, "answer", qwhere), q.get("scale", ""))})
+                                "input": tatqa_input(ctx, required_field(q, "question", qwhere)),
+                                "output": tatqa_answer(required_field(q, "answer", qwhere), q.get("scale", ""))})
         out[f"tatqa_{split}"] = records
     return out
 
@@ -130,7 +116,7 @@ def records(name: str, data_dir: Optional[str] = None, max_samples: Optional[int
     entries: Dict[str, List[dict]] = {}
     for n in _names(name):
         spec = EXPORTS[n]
-        _, reader = _source(n, spec.release, default_data_dir(data_dir))
+        _, reader = locate_source(n, spec.release, default_data_dir(data_dir))
         entries.update(spec.entries(reader()))
     return {entry: recs[:max_samples] for entry, recs in entries.items()}
 
@@ -147,7 +133,7 @@ def export_llamafactory(name: str, out_dir: str = "lf_data", data_dir: Optional[
     entries = records(name, data_dir, max_samples)  # read everything before writing anything
     os.makedirs(out_dir, exist_ok=True)
     info_path = os.path.join(out_dir, "dataset_info.json")
-    info = _read_json(info_path) if os.path.isfile(info_path) else {}
+    info = read_json(info_path) if os.path.isfile(info_path) else {}
     if not isinstance(info, dict):
         raise ValueError(f"{info_path}: expected a JSON object of dataset entries")
     for entry, recs in entries.items():

@@ -2,10 +2,10 @@
 
 The course's way of comparing the base, LoRA and fully fine-tuned models by eye:
 
-    uv run inference.py --model_name_or_path smollm2 --sid 3
-    uv run inference.py --model_name_or_path saves/smollm2_samsum_merged --sid 3 --dataset samsum
-    uv run inference.py --model_name_or_path smollm2 --adapter_name_or_path saves/smollm2_lora --sid 3
-    DATA_DIR=/work/shared/data uv run inference.py --model_name_or_path smollm2 --dataset tatqa --sid 0
+    uv run ftlab inference --model_name_or_path smollm2 --sid 3
+    uv run ftlab inference --model_name_or_path saves/smollm2_samsum_merged --sid 3 --dataset samsum
+    uv run ftlab inference --model_name_or_path smollm2 --adapter_name_or_path saves/smollm2_lora --sid 3
+    DATA_DIR=/work/shared/data uv run ftlab inference --model_name_or_path smollm2 --dataset tatqa --sid 0
 
 Samples come from the same alpaca records the LLaMA-Factory runs train and predict on
 (`lfdata.records`, what `dataHelper.py export` writes), and the user turn is built as LLaMA-Factory
@@ -14,9 +14,9 @@ Decoding is greedy, so a rerun prints the same answer.
 
 `predict` writes predictions for a whole split, batched, in LLaMA-Factory's format, for eval.py:
 
-    uv run inference.py predict --model_name_or_path smollm2 --dataset samsum --max_samples 50 \
+    uv run ftlab inference predict --model_name_or_path smollm2 --dataset samsum --max_samples 50 \
         --batch_size 8 --max_new_tokens 64 --output_dir saves/smollm2/base/predict_samsum_hf
-    uv run inference.py predict --dataset_file lf_data/samsum_test.json --template smollm2 ...
+    uv run ftlab inference predict --dataset_file lf_data/samsum_test.json --template smollm2 ...
     uv run eval.py saves/smollm2/base/predict_samsum_hf/generated_predictions.jsonl --no_bertscore
 
 Prompts are left-padded (a pad on the right would sit between the prompt and the new tokens) with
@@ -52,9 +52,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
-import lfdata
-from ftio import write_atomic, write_json_atomic
-from models import resolve_model_name
+from ftlab.data import llamafactory as lfdata
+from ftlab.io import write_atomic, write_json_atomic
+from ftlab.models.build import bf16_supported  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
+from ftlab.models.checkpoints import resolve_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -424,8 +425,6 @@ def write_predictions(path: str, tokenizer, prompts: Sequence[Sequence[int]], pr
 
 
 def resolve_bf16(flag: Optional[bool]) -> bool:
-    from train import bf16_supported  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
-
     return bf16_supported() if flag is None else bool(flag)
 
 

@@ -1,8 +1,8 @@
-"""Classification scores shared by train.py, baseline.py and predict.py (one definition each).
+"""Classification scores shared by training, the SVM baseline and predict (one definition each).
 
 `compute_metrics(p)` is the course's contract: it takes what Trainer passes (an `EvalPrediction`),
 any object with `.predictions` and `.label_ids`, or a `(predictions, label_ids)` tuple, and returns
-accuracy, micro_f1, macro_f1, weight_f1 from the local `evaluate` script metrics/classification.py
+accuracy, micro_f1, macro_f1, weight_f1 from the local `evaluate` script evaluate_classification.py beside it
 (loaded by path: works offline).
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-METRIC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics", "classification.py")
+METRIC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluate_classification.py")
 _METRIC = None
 SCORE_NAMES = ("accuracy", "micro_f1", "macro_f1", "weight_f1")  # what classification_scores returns
 

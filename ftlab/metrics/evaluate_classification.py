@@ -1,6 +1,6 @@
 """Classification metrics as a local `evaluate` metric: accuracy, micro/macro/weighted F1.
 
-Load it by path (works offline): `evaluate.load("metrics/classification.py")`.
+Load it by path (works offline): `evaluate.load("ftlab/metrics/evaluate_classification.py")`.
 `weight_f1` is the support-weighted mean of per-class F1 (scikit-learn `average="weighted"`).
 """
 import datasets
@@ -15,7 +15,7 @@ Args:
 Returns:
     accuracy, micro_f1, macro_f1, weight_f1 (floats in [0, 1]).
 Example:
-    >>> m = evaluate.load("metrics/classification.py")
+    >>> m = evaluate.load("ftlab/metrics/evaluate_classification.py")
     >>> m.compute(predictions=[0, 1, 1], references=[0, 1, 0])["accuracy"]
     0.6666666666666666
 """

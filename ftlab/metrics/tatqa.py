@@ -1,6 +1,6 @@
 """TAT-QA exact match and numeracy-aware F1 for answers given as text (a causal LM's output).
 
-    from tatqa_metric import parse_answer, em_f1, score_tatqa
+    from ftlab.metrics.tatqa import parse_answer, em_f1, score_tatqa
     em_f1(parse_answer("1,234 million"), parse_answer("1234 million"))   # (1.0, 1.0)
     score_tatqa(golds=["12.5%", "A, B"], preds=["12.5 percent", "B, A"])  # {"em": 1.0, "f1": 1.0, ...}
 
@@ -27,8 +27,8 @@ Followed from the official scorer:
 Simplified or changed:
 - Text in, not (answer list, scale) pairs: `parse_answer` splits the text on ", " (a comma and a
   space, so "1,234" stays one number), and reads the scale from a trailing "%", "percent",
-  "thousand", "million" or "billion" (the format of `lfdata.tatqa_answer`, which the prompt asks
-  for). A gold span that itself contains ", " is therefore split too, unless the gold comes from the
+  "thousand", "million" or "billion" (the format of `tatqa_answer` below, which the LLaMA-Factory
+  records' outputs use and the prompt asks for). A gold span that itself contains ", " is therefore split too, unless the gold comes from the
   raw dataset (`gold_answer`, `load_raw_gold`); a prediction is also read as one span, best counts.
 - F1 over several spans: each span is its own token bag and the bags are aligned one to one
   (DROP's `_align_bags`, Hungarian assignment, mean over max(#gold, #pred) spans), with DROP's
@@ -227,8 +227,6 @@ def score_tatqa(golds: Sequence[Any], preds: Sequence[str]) -> Dict[str, float]:
 def load_raw_gold(path: str) -> List[Tuple[Answer, str]]:
     """(gold Answer, label text) per question of a raw TAT-QA file (e.g. tatqa_dataset_test_gold.json),
     in the order of lfdata's records (the export): contexts in file order, questions by their `order`."""
-    from lfdata import tatqa_answer
-
     with open(path, encoding="utf-8") as fh:
         contexts = json.load(fh)
     if not isinstance(contexts, list):
@@ -255,3 +253,18 @@ def match_raw_gold(labels: Sequence[str], raw: Sequence[Tuple[Answer, str]], pat
             raise ValueError(f"prediction {i + 1}'s label {label.strip()!r} is not question {i + 1} of "
                              f"{path} ({text!r}): pass the raw file the predictions were exported from")
     return [answer for answer, _ in raw[:len(labels)]]
+
+
+def _format_number(x: Any) -> str:
+    if isinstance(x, float) and x.is_integer():
+        return str(int(x))
+    return str(x)
+
+
+def tatqa_answer(answer: Any, scale: str = "") -> str:
+    """TAT-QA answer as text: lists joined with ', ', floats without a trailing .0, scale appended
+    ('%' for percent, ' million' ...)."""
+    text = ", ".join(_format_number(a) for a in answer) if isinstance(answer, list) else _format_number(answer)
+    if not scale:
+        return text
+    return f"{text}%" if scale == "percent" else f"{text} {scale}"

@@ -8,8 +8,8 @@ marker file. Any other name is returned unchanged, so Hub ids and local paths ta
 `from_pretrained` route (users with internet; tests with tiny models in tmp dirs).
 
 CLI:
-    uv run models.py prepare smollm2   # convert if needed, print the path, link local_models/smollm2
-    uv run models.py list              # the embedded names
+    uv run ftlab models prepare smollm2   # convert if needed, print the path, link local_models/smollm2
+    uv run ftlab models list              # the embedded names
 """
 from __future__ import annotations
 

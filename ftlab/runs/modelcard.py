@@ -1,6 +1,6 @@
 """Model cards: README.md with the Hugging Face model-card metadata block, for a run or a merged export.
 
-    uv run modelcard.py RUN_DIR [RUN_DIR ...]           # (re)write RUN_DIR/README.md from its run.json
+    uv run ftlab modelcard RUN_DIR [RUN_DIR ...]           # (re)write RUN_DIR/README.md from its run.json
     write_model_card(folder, record)                    # train.py, after run.json
     write_model_card(folder, record, export=info)       # predict.py --merge_to
 
@@ -19,7 +19,9 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
-from ftio import read_jsonl, split_list, write_atomic
+from ftlab.data.datasets import DATASETS, RELEASES, data_kind, dataset_label_names, sep_token_for
+from ftlab.io import read_jsonl, split_list, write_atomic
+from ftlab.runs.record import read_record
 
 CARD_FILE = "README.md"
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -45,12 +47,10 @@ def base_model_id(model: str) -> Optional[str]:
 
 def dataset_hub_ids(dataset: str) -> List[str]:
     """Hub copies of the run's data sets (dataHelper's releases), where every set has one."""
-    import dataHelper
-
     ids = []
     for name in split_list(dataset):
-        spec = dataHelper.DATASETS.get(name)
-        release = dataHelper.RELEASES.get(spec.release) if spec else None
+        spec = DATASETS.get(name)
+        release = RELEASES.get(spec.release) if spec else None
         if release is None or release.hub is None:
             return []
         ids.append(release.hub.repo)
@@ -77,8 +77,6 @@ def split_sizes(record: dict, predictions: Sequence[dict]) -> Dict[str, int]:
 
 def label_names_in(folder: str, record: dict) -> List[str]:
     """run.json data.label_names, else config.json's id2label, else the data set's ([] if unknown)."""
-    from predict import dataset_label_names
-
     data = record.get("data") or {}
     if data.get("label_names"):
         return list(data["label_names"])
@@ -157,7 +155,7 @@ def _fmt(value: object) -> str:
 def usage_section(record: dict, folder: str, export: Optional[dict], sep: str) -> List[str]:
     lines = ["## Use", ""]
     if export is None:
-        lines += ["```bash", f'uv run predict.py {folder} "a text to classify"', f"uv run predict.py {folder} "
+        lines += ["```bash", f'uv run ftlab predict {folder} "a text to classify"', f"uv run ftlab predict {folder} "
                   "--merge_to exported/   # a plain Hugging Face model", "```"]
     elif export.get("loader") == "adapters":
         lines += ["```python", "import adapters", "from transformers import AutoModelForSequenceClassification, "
@@ -179,23 +177,19 @@ def usage_section(record: dict, folder: str, export: Optional[dict], sep: str) -
 
 
 def separator_of(folder: str, record: dict) -> str:
-    """The run's separator: run.json sep_token, else the saved tokenizer's (dataHelper.sep_token_for)."""
-    import dataHelper
-
+    """The run's separator: run.json sep_token, else the saved tokenizer's (sep_token_for)."""
     config = record.get("config") or {}
     if config.get("sep_token"):
         return config["sep_token"]
     try:
         from transformers import AutoTokenizer
 
-        return dataHelper.sep_token_for(AutoTokenizer.from_pretrained(folder), None)
+        return sep_token_for(AutoTokenizer.from_pretrained(folder), None)
     except (OSError, ValueError):
         return "the tokenizer's sep token (else its eos token)"
 
 
 def input_format(record: dict, sep: str) -> str:
-    from predict import data_kind
-
     config = record.get("config") or {}
     kind = data_kind(record.get("dataset") or "")
     if kind == "absa":
@@ -290,8 +284,6 @@ def write_model_card(folder: str, record: dict, export: Optional[dict] = None,
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from record import read_record
-
     folders = list(sys.argv[1:] if argv is None else argv)
     if not folders or folders[0] in ("-h", "--help"):
         print("usage: modelcard.py RUN_DIR [RUN_DIR ...]   (re)write RUN_DIR/README.md from its run.json",

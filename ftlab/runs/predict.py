@@ -1,8 +1,8 @@
 """Ask a trained run about new texts, or export it as a plain Hugging Face model.
 
-    uv run predict.py RUN_DIR "Shares rose 5% after the results."          # label and probability per text
-    uv run predict.py RUN_DIR --file test.csv --out predictions.jsonl       # a file (.csv .tsv .jsonl .txt)
-    uv run predict.py RUN_DIR --merge_to exports/bbc-lora                   # plain HF model + tokenizer + card
+    uv run ftlab predict RUN_DIR "Shares rose 5% after the results."          # label and probability per text
+    uv run ftlab predict RUN_DIR --file test.csv --out predictions.jsonl       # a file (.csv .tsv .jsonl .txt)
+    uv run ftlab predict RUN_DIR --merge_to exports/bbc-lora                   # plain HF model + tokenizer + card
 
 RUN_DIR is a folder written by train.py (run.json + the saved model), of any method: full, head,
 lora (peft adapter + the base model named in run.json), lora_scratch, adapter, qlora (CUDA only).
@@ -51,11 +51,18 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, HfArgumentParser
 
-from ftio import read_jsonl, split_list
+from ftlab.data.datasets import MRPC_PROMPT, data_kind, dataset_label_names, sep_token_for
+from ftlab.io import read_jsonl, write_atomic
+from ftlab.methods import registry as methods
+from ftlab.methods.registry import MethodArguments
+from ftlab.metrics.classification import classification_scores
+from ftlab.models.build import bf16_supported, get_model
+from ftlab.models.checkpoints import load_tokenizer
+from ftlab.runs import modelcard
+from ftlab.runs.record import read_record
 
 logger = logging.getLogger("ftlab.predict")
 
-ABSA_RELEASES = ("restaurant", "laptop")
 PROGRESS_MIN_TEXTS = 500  # a progress bar from this many texts on
 CHECK_TEXTS = 16  # test texts the merged export is compared on
 MERGE_TOLERANCE = 1e-4
@@ -137,25 +144,11 @@ class TextFormat:
                          f"{self.part_separator!r} (--part_separator), got {text[:60]!r}")
 
 
-def data_kind(dataset_name: str) -> str:
-    """plain, absa or pair (MRPC) for a dataHelper set name or a comma-separated aggregate."""
-    import dataHelper
-
-    kinds = set()
-    for name in split_list(dataset_name):
-        spec = dataHelper.DATASETS.get(name)
-        release = spec.release if spec else None
-        kinds.add("absa" if release in ABSA_RELEASES else "pair" if release == "mrpc" else "plain")
-    return kinds.pop() if len(kinds) == 1 else "plain"
-
-
 def text_format_of(record: dict, tokenizer, args: PredictArguments) -> TextFormat:
-    import dataHelper
-
     config = record.get("config") or {}
-    sep = dataHelper.sep_token_for(tokenizer, config.get("sep_token"))
+    sep = sep_token_for(tokenizer, config.get("sep_token"))
     return TextFormat(data_kind(record.get("dataset") or config.get("dataset_name") or ""), sep,
-                      config.get("prompt") or dataHelper.MRPC_PROMPT, args.part_separator, args.text_format == "raw")
+                      config.get("prompt") or MRPC_PROMPT, args.part_separator, args.text_format == "raw")
 
 
 # ---------------------------------------------------------------- loading a run
@@ -175,8 +168,6 @@ class LoadedRun:
 
 
 def read_run(run_dir: str) -> dict:
-    from record import read_record
-
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"no such folder: {run_dir}")
     record = read_record(run_dir)
@@ -201,21 +192,6 @@ def label_names_of(run_dir: str, record: dict) -> List[str]:
     return names or [f"LABEL_{i}" for i in range(int(data.get("num_labels") or 2))]
 
 
-def dataset_label_names(record: dict) -> List[str]:
-    """The label names of the run's data set, loaded as train.py loaded it ([] when it cannot be)."""
-    import dataHelper
-
-    config = record.get("config") or {}
-    names = split_list(record.get("dataset"))
-    options = {"prompt": config["prompt"]} if config.get("prompt") else {}
-    try:
-        data = dataHelper.get_dataset(names[0] if len(names) == 1 else names, sep_token="<SEP>",
-                                      data_dir=config.get("data_dir"), **options)
-        return list(data["train"].features["label"].names)
-    except (ValueError, FileNotFoundError, OSError, IndexError):
-        return []
-
-
 def base_model_name(record: dict) -> str:
     """The model the run started from: its resolved folder when it still exists here, else its name."""
     path = record.get("model_path")
@@ -223,8 +199,6 @@ def base_model_name(record: dict) -> str:
 
 
 def _model_args(record: dict):
-    from methods import MethodArguments
-
     config = record.get("config") or {}
     return MethodArguments(**{f.name: config[f.name] for f in fields(MethodArguments) if f.name in config})
 
@@ -272,8 +246,6 @@ def load_plain(run_dir: str, record: dict, label_names: List[str]):
 
 def load_lora_scratch(run_dir: str, record: dict, label_names: List[str]):
     """The saved model with our LoRALinear layers put back where train.py put them."""
-    import methods
-
     model = methods.apply_lora_scratch(_empty_model(run_dir, record), _model_args(record))
     load_weights(model, run_dir)
     return model
@@ -293,16 +265,14 @@ def load_adapter(run_dir: str, record: dict, label_names: List[str]):
 def load_peft(run_dir: str, record: dict, label_names: List[str], quantized: bool = True,
               dtype: Optional[torch.dtype] = None):
     """The base model (run.json's model, built as train.py builds it) + the saved peft LoRA adapter."""
-    import methods
-    import train
     from peft import PeftModel
 
     config = record.get("config") or {}
     load_kwargs = methods.qlora_load_kwargs(_model_args(record)) if record["method"] == "qlora" and quantized else {}
     if dtype is not None:
         load_kwargs["torch_dtype"] = dtype
-    _, base = train.get_model(base_model_name(record), len(label_names), label_names, load_kwargs,
-                              bool(config.get("trust_remote_code")))
+    _, base = get_model(base_model_name(record), len(label_names), label_names, load_kwargs,
+                        bool(config.get("trust_remote_code")))
     base.config.problem_type = "single_label_classification"
     return PeftModel.from_pretrained(base, run_dir)
 
@@ -319,18 +289,14 @@ def pick_device(args: PredictArguments, method: str) -> torch.device:
 
 def use_bf16(args: PredictArguments, record: dict, device: torch.device) -> bool:
     """bf16 autocast as the run trained (run.json config.bf16) where this device supports it."""
-    import train
-
     if args.bf16 is not None:
         return args.bf16
     trained = bool((record.get("config") or {}).get("bf16"))
-    return trained and train.bf16_supported(device.type)
+    return trained and bf16_supported(device.type)
 
 
 def load_run(run_dir: str, args: Optional[PredictArguments] = None) -> LoadedRun:
     """Everything needed to classify texts with a run folder: model (eval mode), tokenizer, format."""
-    from models import load_tokenizer
-
     args = args or PredictArguments()
     record = read_run(run_dir)
     config = record.get("config") or {}
@@ -460,8 +426,6 @@ def classify(run: LoadedRun, items: List[Item], progress: bool = False) -> Tuple
 
 def label_scores(rows: List[dict], names: List[str]) -> Optional[dict]:
     """accuracy, macro-F1 ... of the rows with a gold label (None when no row has one)."""
-    from scores import classification_scores
-
     labelled = [r for r in rows if "label" in r]
     if not labelled:
         return None
@@ -474,8 +438,6 @@ def label_scores(rows: List[dict], names: List[str]) -> Optional[dict]:
 
 
 def write_rows(path: str, rows: List[dict]) -> None:
-    from ftio import write_atomic
-
     if path.lower().endswith(".csv"):
         buffer = io.StringIO()
         columns = list(rows[0]) if rows else ["index", "text", "prediction", "probability"]
@@ -511,8 +473,6 @@ def predict_command(run: LoadedRun, texts: List[str], args: PredictArguments) ->
 
 def unwrap_lora_scratch(model):
     """Fold every LoRALinear's B A alpha/r into its base weight and put the plain nn.Linear back."""
-    import methods
-
     methods.merge_lora(model)
     for name, module in list(model.named_modules()):
         if isinstance(module, methods.LoRALinear):
@@ -582,8 +542,6 @@ def save_export(model, run: LoadedRun, loader: str, folder: str) -> None:
 
 def export_merged(run: LoadedRun, folder: str, overwrite: bool = False) -> dict:
     """Write the merged model, reload it from disk, compare its logits with the run's; the model card."""
-    import modelcard
-
     if os.path.exists(folder) and os.listdir(folder) and not overwrite:
         raise ValueError(f"--merge_to {folder} exists and is not empty (pass --overwrite true to replace it)")
     texts = check_texts(run)

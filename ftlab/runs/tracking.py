@@ -15,7 +15,7 @@ or WANDB_MODE=disabled. Group: --run_group, else $WANDB_RUN_GROUP (the grid scri
 grid, with $WANDB_JOB_TYPE = the configuration and $WANDB_NAME = the run's folder), else
 model-dataset-method. Name: --run_name, else $WANDB_NAME, else model-dataset-method-seed<seed>.
 
-    uv run tracking.py wandb/offline-run-20261128_063408-cd40uxps   # what an offline record holds
+    uv run ftlab tracking wandb/offline-run-20261128_063408-cd40uxps   # what an offline record holds
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from fastdropout import LANES, FastDropout, drop_threshold, keep_scale, random_lanes
+from ftlab.speed.fastdropout import LANES, FastDropout, drop_threshold, keep_scale, random_lanes
 
 
 class _FusedLora(torch.autograd.Function):
