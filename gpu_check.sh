@@ -70,7 +70,7 @@ train_run smollm2_qlora_mrpc \
     --max_eval_samples 200
 
 # 3. LLaMA-Factory LoRA SFT on SmolLM2 (the offline YAML, GPU overrides)
-run $PYTHON models.py prepare smollm2
+run $PYTHON -m ftlab models prepare smollm2
 run $PYTHON dataHelper.py export samsum --out "$WORK/lf_data" --max_samples 200
 lf_start=$(date +%s)
 run $PYTHON llamafactory-cli train llamafactory_yaml/smollm2_lora_sft_samsum.yaml \

@@ -6,7 +6,7 @@
 #
 # Runs of one (set, method, settings) made under different protocols (e.g. with and without
 # --class_weight) would be averaged together by report.py: collect only runs that belong together.
-#   uv run report.py results/sup_minilm_v4/run_records --out results/sup_minilm_v4
+#   uv run ftlab report results/sup_minilm_v4/run_records --out results/sup_minilm_v4
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then

@@ -17,12 +17,11 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import headcache  # noqa: E402
-import train  # noqa: E402
-from methods import MethodArguments, apply_head  # noqa: E402
-from scores import classification_scores  # noqa: E402
+from ftlab.speed import headcache
+from ftlab.train import steps as train
+from ftlab.methods.registry import MethodArguments, apply_head
+from ftlab.metrics.classification import classification_scores
 
 
 def sweep_one(model, feats, labels, val_feats, val_labels, lr: float, epochs: int, batch: int = 32):

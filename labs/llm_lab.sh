@@ -4,7 +4,7 @@
 
 prepare_smollm2() {  # $1: the data set to export for LLaMA-Factory (samsum, tatqa)
     mkdir -p "$OUT"
-    $PYTHON models.py prepare smollm2
+    $PYTHON -m ftlab models prepare smollm2
     $PYTHON dataHelper.py export "$1" --out lf_data
 }
 

@@ -24,9 +24,8 @@ import re
 import sys
 from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ftio import read_jsonl, write_atomic  # noqa: E402
+from ftlab.io import read_jsonl, write_atomic
 
 GiB = 1024 ** 3
 
@@ -58,7 +57,7 @@ def peak_rss_bytes(time_path: str) -> Optional[int]:
 
 def memory_estimate(method: str, batch_size: int, seq_len: int) -> int:
     """memory.py's estimate for SmolLM2 on the CPU (fp32 weights, bf16 autocast, LoRA on all linears)."""
-    import memory
+    from ftlab.analysis import memory_estimate as memory
 
     arch = memory.build_arch(memory.load_config("smollm2"), task="causal_lm")
     settings = memory.Settings(method=method, batch_size=batch_size, seq_len=seq_len, gpus=0, weights_dtype="fp32",

@@ -16,18 +16,15 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import methods  # noqa: E402
-import train  # noqa: E402
-from attention_kernels import make_batch, step  # noqa: E402
-from fastdropout import use_fast_dropout  # noqa: E402
-from narrowlinear import NarrowInputLinear  # noqa: E402
+from ftlab.methods import registry as methods
+from ftlab.train import steps as train
+from labs.attention_kernels import make_batch, step
+from ftlab.speed.fastdropout import use_fast_dropout
+from ftlab.speed.narrowlinear import NarrowInputLinear
 
 SETUPS = {"nn.Linear": nn.Linear, "narrowlinear": NarrowInputLinear}
 

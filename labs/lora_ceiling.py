@@ -22,18 +22,15 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import methods  # noqa: E402
-import train  # noqa: E402
-from attention_kernels import make_batch  # noqa: E402
-from fastdropout import keep_mask, use_fast_dropout  # noqa: E402
-from fusedlora import use_fused_lora  # noqa: E402
-from narrowlinear import use_narrow_linear  # noqa: E402
+from ftlab.methods import registry as methods
+from ftlab.train import steps as train
+from labs.attention_kernels import make_batch
+from ftlab.speed.fastdropout import keep_mask, use_fast_dropout
+from ftlab.speed.fusedlora import use_fused_lora
+from ftlab.speed.narrowlinear import use_narrow_linear
 
 SETUPS = ("full", "lora_peft", "lora_fused", "floor")
 

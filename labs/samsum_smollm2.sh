@@ -33,7 +33,7 @@ export DATA_DIR
 predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size, then more inference.py flags
     local out=$1 model=$2 count=$3 batch=$4
     shift 4
-    $PYTHON inference.py predict \
+    $PYTHON -m ftlab inference predict \
         --model_name_or_path "$model" \
         --dataset_file lf_data/samsum_test.json \
         --template smollm2 \

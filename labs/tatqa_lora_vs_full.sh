@@ -40,7 +40,7 @@ model_flags() {  # $1: base | lora | full -> inference.py flags for that model
 
 predict() {  # $1: base | lora | full
     # shellcheck disable=SC2046
-    $PYTHON inference.py predict $(model_flags "$1") \
+    $PYTHON -m ftlab inference predict $(model_flags "$1") \
         --dataset_file lf_data/tatqa_test.json \
         --template smollm2 \
         --max_samples "$N_TEST" \
@@ -59,7 +59,7 @@ side_by_side() {  # the answers of every model to the questions SIDS, as inferen
             echo "### $model"
             echo '```'
             # shellcheck disable=SC2046
-            $PYTHON inference.py $(model_flags "$model") --dataset tatqa --split test --sid "$sid" \
+            $PYTHON -m ftlab inference $(model_flags "$model") --dataset tatqa --split test --sid "$sid" \
                 --template smollm2 --max_new_tokens "$MAX_NEW_TOKENS" | sed -n '/^=== answer/,$p'
             echo '```'
         done

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import baseline
-import report
+from ftlab.analysis import baseline
+from ftlab.analysis import report
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import batch_bench
+from ftlab.analysis import batch_bench
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 # LoRA r=8 on q_proj (32 -> 32) and v_proj (32 -> 2 kv heads x 8 = 16), 2 layers:

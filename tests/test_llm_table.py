@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "labs"))
+from labs import llm_table
 
-import llm_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(path: Path, text: str) -> None:

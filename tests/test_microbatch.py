@@ -5,9 +5,9 @@ import pytest
 import torch
 import transformers
 
-import microbatch
-import train
-import bench
+from ftlab.speed import microbatch
+from ftlab.train import steps as train
+from ftlab.analysis import bench
 from tests.test_bench import _tiny_argv
 
 

@@ -5,10 +5,10 @@ import os
 import pytest
 from huggingface_hub import ModelCard
 
-import modelcard
-import predict
-import train
-from methods import get_method
+from ftlab.runs import modelcard
+from ftlab.runs import predict
+from ftlab.train import steps as train
+from ftlab.methods.registry import get_method
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-import models
+from ftlab.models import checkpoints as models
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods
-import narrowlinear
-from narrowlinear import NarrowInputLinear, _NarrowLinear, narrow_linear, takes_fast_path, use_narrow_linear
+from ftlab.methods import registry as methods
+from ftlab.speed import narrowlinear
+from ftlab.speed.narrowlinear import NarrowInputLinear, _NarrowLinear, narrow_linear, takes_fast_path, use_narrow_linear
 from tests.test_bench import load_lab
 from tests.test_fastdropout import _built_model
-from train import get_model
+from ftlab.models.build import get_model
 
 
 def test_gradients_pass_gradcheck_for_a_3d_input():

@@ -14,9 +14,9 @@ import pytest
 import torch
 import transformers
 
-import dataHelper
-import predict
-import train
+from ftlab.data import datasets as dataHelper
+from ftlab.runs import predict
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import tracking
-import train
-from methods import METHODS
+from ftlab.runs import tracking
+from ftlab.train import steps as train
+from ftlab.methods.registry import METHODS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

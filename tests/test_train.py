@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-import train
-from methods import METHODS, bind_method, get_method
-from models import resolve_model_name
+from ftlab.train import arguments
+from ftlab.train import steps as train
+from ftlab.methods.registry import METHODS, bind_method, get_method
+from ftlab.models.checkpoints import resolve_model_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -427,6 +428,6 @@ def test_an_fp32_run_after_a_bf16_run_in_one_process_stays_fp32(monkeypatch, tmp
         accelerator = transformers.Trainer(model=torch.nn.Linear(2, 2), args=targs).accelerator
         seen.append((os.environ["ACCELERATE_MIXED_PRECISION"], accelerator.mixed_precision, accelerator.native_amp))
     assert seen == [("bf16", "bf16", True), ("no", "no", False)]
-    monkeypatch.setattr(train, "LAUNCH_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
+    monkeypatch.setattr(arguments, "LAUNCH_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
     train.parse_args(["--bf16", "false", *flags])
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "fp16"

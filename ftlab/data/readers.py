@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from datasets import DatasetDict
 
-from ftlab.models.checkpoints import hub_offline_env, hub_reachable
+from ftlab.models import checkpoints  # called as checkpoints.hub_*: tests replace them there
 
 logger = logging.getLogger("dataHelper")
 
@@ -147,7 +147,7 @@ def default_data_dir(data_dir: Optional[str] = None) -> str:
 
 def _offline() -> bool:
     """Offline mode set, or no connection to the Hub (asked once per process)."""
-    return not hub_reachable()
+    return not checkpoints.hub_reachable()
 
 
 def locate_source(what: str, release: Release, data_dir: str) -> Tuple[Any, Callable[[], Any]]:
@@ -166,7 +166,7 @@ def locate_source(what: str, release: Release, data_dir: str) -> Tuple[Any, Call
     if release.hub is None:
         raise FileNotFoundError(message + "; there is no Hub copy")
     if _offline():
-        why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if hub_offline_env() else "the Hub cannot be reached now"
+        why = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set" if checkpoints.hub_offline_env() else "the Hub cannot be reached now"
         raise FileNotFoundError(message + f", or go online to load the Hub copy {release.hub.repo!r} ({why})")
     logger.info("%s: %s absent, loading the Hub copy %s", what, missing[0], release.hub.repo)
 
