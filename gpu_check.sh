@@ -8,7 +8,7 @@
 # 2. QLoRA (NF4 + double quantization, paged 8-bit AdamW) on the embedded SmolLM2 for MRPC
 #    (DATA_DIR, default ../shared/data), a few dozen steps;
 # 3. LLaMA-Factory LoRA SFT on SmolLM2 for a few steps (SAMSum, exported from DATA_DIR);
-# 4. memory.py's estimate beside CUDA's measured peak (max_memory_allocated) for every train.py run.
+# 4. ftlab memory's estimate beside CUDA's measured peak (max_memory_allocated) for every train.py run.
 # Without CUDA it stops at once with one line: the CPU paths are tested by `uv run pytest`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

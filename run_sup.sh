@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Supervised fine-tuning grid: models x data sets x methods x seeds, then report.py.
+# Supervised fine-tuning grid: models x data sets x methods x seeds, then ftlab report.
 #
 #   ./run_sup.sh                                   # the course grid (Hub models, full fine-tuning)
 #   MODELS=minilm METHODS="full head lora adapter svm" DATA_DIR=/work/shared/data ./run_sup.sh   # offline
 #
 # Each run writes OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed>/run.json; runs whose
-# run.json exists are skipped, so re-running resumes a grid. Method "svm" runs baseline.py (frozen
+# run.json exists are skipped, so re-running resumes a grid. Method "svm" runs ftlab baseline (frozen
 # encoder + linear SVM). The tables and plots go to OUTPUT_ROOT/report/. Every variable below can be
 # set from the environment; *_ARGS are split on whitespace.
 set -euo pipefail
@@ -16,7 +16,7 @@ DATASETS="${DATASETS:-restaurant_sup acl_sup agnews_sup}"
 METHODS="${METHODS:-full}"
 SEEDS="${SEEDS:-1 2 3}"
 OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/sup}"
-EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (methods.py registry)
+EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (ftlab/methods/registry.py registry)
 PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better validation score
 BATCH_SIZE="${BATCH_SIZE:-32}"
 MAX_LENGTH="${MAX_LENGTH:-128}"

@@ -59,7 +59,7 @@ def read_text(path: str) -> str:
 def read_jsonl(path: str) -> Iterator[Tuple[int, dict]]:
     """Yield (line number, object) for every non-empty line of a JSON-lines file (.gz too); a line
     that is not a JSON object raises one ValueError naming the file and the line. A UTF-8 byte-order
-    mark (Windows editors write one) is skipped, as predict.py's CSV reader does."""
+    mark (Windows editors write one) is skipped, as `ftlab predict`'s CSV reader does."""
     opener = (gzip.open(path, "rt", encoding="utf-8-sig") if path.endswith(".gz")
               else open(path, encoding="utf-8-sig"))
     try:

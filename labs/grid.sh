@@ -18,7 +18,7 @@ PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the cur
 
 [[ -v TRAIN_FLAGS ]] || TRAIN_FLAGS=()
 [[ -v SVM_FLAGS ]] || SVM_FLAGS=()
-# EPOCHS empty: each method's own default (methods.py's registry, the most epochs; validation picks one)
+# EPOCHS empty: each method's own default (the registry in ftlab/methods/registry.py: the most epochs; validation picks one)
 TRAIN_FLAGS=(
     ${EPOCHS:+--num_train_epochs "$EPOCHS"}
     --per_device_train_batch_size "$BATCH_SIZE"

@@ -56,7 +56,7 @@ def peak_rss_bytes(time_path: str) -> Optional[int]:
 
 
 def memory_estimate(method: str, batch_size: int, seq_len: int) -> int:
-    """memory.py's estimate for SmolLM2 on the CPU (fp32 weights, bf16 autocast, LoRA on all linears)."""
+    """`ftlab memory`'s estimate for SmolLM2 on the CPU (fp32 weights, bf16 autocast, LoRA on all linears)."""
     from ftlab.analysis import memory_estimate as memory
 
     arch = memory.build_arch(memory.load_config("smollm2"), task="causal_lm")
@@ -83,7 +83,7 @@ def train_row(folder: str, method: str, batch_size: int, seq_len: int) -> Dict[s
 
 def tatqa_table(folder: str, batch_size: int = 2, seq_len: int = 1024) -> str:
     """batch_size x seq_len: the yamls' micro-batch (per_device_train_batch_size) and cutoff_len."""
-    lines = ["| model | trainable params | steps | s/step | train loss | peak RSS (measured) | memory.py estimate "
+    lines = ["| model | trainable params | steps | s/step | train loss | peak RSS (measured) | `ftlab memory` estimate "
              "| EM | F1 | questions | answers/min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ("base", "lora", "full"):
         metrics = _json(os.path.join(folder, name, "metrics.json"))

@@ -4,7 +4,7 @@
 
 Why: train.py swaps peft's lora_B modules (a Linear with r inputs) for narrowlinear.NarrowInputLinear, whose
 float32 CPU backward runs its two matmuls in layouts the BLAS is faster at (`--fast_lora_backward`). A
-bench.py run of a few dozen dynamically padded steps drifts by +-10% between setups on this machine, more
+`ftlab bench` run of a few dozen dynamically padded steps drifts by +-10% between setups on this machine, more
 than the effect, so this times one model as train.py builds it (peft LoRA, the method's defaults, eager
 attention, FastDropout) on one fixed batch, its lora_B modules switched between the two classes in
 alternating rounds in one process (same weights, same optimizer), and prints the median step (forward,

@@ -8,7 +8,7 @@
 #   MODEL=smollm2 DATA_DIR=/work/shared/data labs/mrpc_prompts.sh   # offline (uv run ftlab models prepare smollm2)
 #
 # Runs: OUTPUT_ROOT/mrpc/<model>/<method>_prompt-<name>/seed<seed>; table: OUTPUT_ROOT/report/
-# (report.py --group_by config.prompt puts each template on its own row).
+# (ftlab report --group_by config.prompt puts each template on its own row).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 

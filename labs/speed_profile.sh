@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where a training step's time goes, and what each speed option buys (issue 12): bench.py's per-phase
+# Where a training step's time goes, and what each speed option buys (issue 12): ftlab bench's per-phase
 # profile of train.py's defaults (full fine-tuning) beside the naive setup and the variants below, then
 # one epoch of a whole run (evaluation, checkpoint, test scoring), torch.compile, and last the headline:
 # time to accuracy against the naive setup (3 seeds each). Figures in OUT/*.md and OUT/*.json.

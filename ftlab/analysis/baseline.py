@@ -7,7 +7,7 @@ last token for decoders), a `StandardScaler` + `LinearSVC` learns on the train s
 the other splits. Its regularisation strength C is chosen on validation like every trained method's
 schedule: each C of `--C_grid` fits on train and the best validation score wins (`--C` fixes one).
 Writes OUTPUT_DIR/run.json in the same shape as train.py (method "svm"; params.trainable = the SVM's
-weights and biases, params.total = encoder + SVM), so report.py puts the baseline in the same table.
+weights and biases, params.total = encoder + SVM), so `ftlab report` puts the baseline in the same table.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ EDGE_DECADES = 3  # a C chosen at the grid's edge extends the grid a decade at a
 
 @dataclass
 class BaselineArguments:
-    """Flags of baseline.py."""
+    """Flags of `ftlab baseline`."""
 
     model_name_or_path: str = field(default="minilm", metadata={
         "help": "Encoder: embedded name (minilm), Hub id or local folder."})

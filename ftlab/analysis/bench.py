@@ -428,7 +428,7 @@ def time_to_accuracy(args, runner=run_child) -> dict:
 
 def check_same_machine(path: str, earlier: Optional[dict], here: dict) -> None:
     """--naive_from: the naive runs must come from this machine (CPU model, instruction set, threads, GPU)."""
-    if earlier is None:  # files written before bench.py recorded the machine
+    if earlier is None:  # files written before `ftlab bench` recorded the machine
         print(f"warning: {path} does not record its machine; its naive band is valid only if it ran on this "
               f"one ({here['cpu']}, {here['isa']}, {here['threads']} threads)", file=sys.stderr)
     elif earlier != here:

@@ -39,6 +39,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ftlab.errors import one_line_errors
 from ftlab.io import split_list
 from ftlab.methods.registry import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS, MethodArguments
 from ftlab.models.checkpoints import resolve_model_name
@@ -845,7 +846,7 @@ def format_compare(rows: list[dict]) -> str:
 # --------------------------------------------------------------------------- CLI
 @dataclass
 class MemoryArguments:
-    """What memory.py does besides the training Settings."""
+    """What `ftlab memory` does besides the training Settings."""
 
     compare: list[str] | None = field(default=None, metadata={
         "help": "run folders (or run.json files): estimate vs measured peak for each"})
@@ -877,19 +878,16 @@ def run_estimate(model: str | None, s: Settings, margs: MemoryArguments) -> dict
             "json": {"model": model, "task": arch.task, "settings": asdict(s), **est.as_dict()}}
 
 
+@one_line_errors()
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     model, s, margs = parse_args(argv)
-    try:
-        if margs.compare:
-            rows = [compare_run(d) for d in margs.compare]
-            print(json.dumps(rows, indent=2) if margs.json else format_compare(rows))
-        else:
-            result = run_estimate(model, s, margs)
-            print(json.dumps(result["json"], indent=2) if margs.json else result["text"])
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if margs.compare:
+        rows = [compare_run(d) for d in margs.compare]
+        print(json.dumps(rows, indent=2) if margs.json else format_compare(rows))
+    else:
+        result = run_estimate(model, s, margs)
+        print(json.dumps(result["json"], indent=2) if margs.json else result["text"])
     return 0
 
 

@@ -463,7 +463,7 @@ def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: 
         raise FileNotFoundError(
             f"no readable run.json under {', '.join(run_dirs)}"
             + (f" (skipped: {why})" if why else "")
-            + "; point report.py at the folder a grid script or train.py wrote")
+            + "; point `ftlab report` at the folder a grid script or train.py wrote")
     groups = group_runs(runs, group_by)
     cols = columns_for(groups)
     metric_path = f"metrics.{split}.{metric}"

@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from transformers import HfArgumentParser, TrainerCallback
 
 from ftlab.train import steps as train
+from ftlab.errors import one_line_errors
 from ftlab.io import write_atomic
 from ftlab.methods.registry import get_method
 
@@ -260,7 +261,7 @@ def best_config(study, fixed: Dict[str, Any]) -> str:
     seeds = study.user_attrs.get("trial_seeds", 1)
     mean = f", the mean of {seeds} seeds" if seeds > 1 else ""
     header = (f"# Best of {n} finished trial{'' if n == 1 else 's'} (trial {best.number}, validation "
-              f"{study.user_attrs.get('metric', 'metric')} {best.value:.4f}{mean}), written by search.py.\n"
+              f"{study.user_attrs.get('metric', 'metric')} {best.value:.4f}{mean}), written by `ftlab search`.\n"
               "#   uv run train.py THIS_FILE --seed 1\n")
     return header + yaml.safe_dump(config, sort_keys=False)
 
@@ -316,13 +317,10 @@ def search(argv: Sequence[str]) -> Dict[str, Any]:
             "study_dir": sargs.study_dir}
 
 
+@one_line_errors()
 def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        out = search(sys.argv[1:] if argv is None else argv)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    out = search(sys.argv[1:] if argv is None else argv)
     print(f"best validation value {out['best_value']:.4f} (trial {out['best_trial']}, {out['finished']} finished, "
           f"{out['pruned']} pruned); "
           f"{out['study_dir']}/best.yaml, {out['study_dir']}/trials.md")

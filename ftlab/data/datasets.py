@@ -539,7 +539,7 @@ def get_dataset(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>
 
 def load_for_run(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
                  **options) -> Tuple[DatasetDict, int]:
-    """(DatasetDict, number of labels) as train.py and baseline.py load a set: 'a,b' (or a list) aggregates;
+    """(DatasetDict, number of labels) as train.py and `ftlab baseline` load a set: 'a,b' (or a list) aggregates;
     options left unset (None, '') take the sets' own defaults."""
     names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
     given = {key: value for key, value in options.items() if value}

@@ -53,6 +53,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
 from ftlab.data import llamafactory as lfdata
+from ftlab.errors import one_line_errors
 from ftlab.io import write_atomic, write_json_atomic
 from ftlab.models.build import bf16_supported  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
 from ftlab.models.checkpoints import resolve_model_name
@@ -476,13 +477,10 @@ def run_predict(args: PredictArguments) -> Dict[str, Any]:
     return results
 
 
+@one_line_errors(ValueError, OSError)
 def predict_main(argv: Optional[List[str]] = None) -> int:
     (args,) = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(args=argv)
-    try:
-        results = run_predict(args)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    results = run_predict(args)
     print(f"{results['n']} predictions in {results['predict_runtime']:.1f} s "
           f"({results['samples_per_minute']:.1f}/min, batch {results['batch_size']}, bf16 {results['bf16']}): "
           f"wrote {results['predictions']}")
@@ -494,12 +492,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["predict"]:
         return predict_main(argv[1:])
+    return answer_main(argv)
+
+
+@one_line_errors()
+def answer_main(argv: List[str]) -> int:
     (args,) = HfArgumentParser(InferenceArguments).parse_args_into_dataclasses(args=argv)
-    try:
-        prompt, answer, reference = run(args)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    prompt, answer, reference = run(args)
     print(f"=== prompt ({args.dataset} {args.split} #{args.sid}) ===\n{prompt}")
     print(f"=== answer ({args.model_name_or_path}) ===\n{answer}")
     print(f"=== reference ===\n{reference}")

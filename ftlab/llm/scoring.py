@@ -35,7 +35,7 @@ def load_prediction_rows(path: str, pred_field: str = "predict", label_field: st
     """Read LLaMA-Factory's generated_predictions.jsonl -> [{"prompt", "predict", "label"}] (stripped text)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"predictions file {path!r} not found: pass the generated_predictions.jsonl "
-                                "written by `llamafactory-cli train <predict yaml>` or `inference.py predict`")
+                                "written by `llamafactory-cli train <predict yaml>` or `ftlab inference predict`")
     rows = []
     for lineno, row in read_jsonl(path):
         missing = [k for k in (pred_field, label_field) if k not in row]

@@ -187,7 +187,7 @@ class LoRALinear(nn.Module):
         if self.merged:
             return out
         # F.linear, not x @ A.t(): its backward takes grad_A as g^T x ([r, N] @ [N, in]), the fast layout;
-        # narrow_linear does the same for B (narrowlinear.py). (..., in) -> (..., r) -> (..., out)
+        # narrow_linear does the same for B (ftlab/speed/narrowlinear.py). (..., in) -> (..., r) -> (..., out)
         return out + narrow_linear(F.linear(self.lora_dropout(x), self.lora_A), self.lora_B) * self.scaling
 
     @torch.no_grad()
@@ -344,7 +344,7 @@ class Method:
     load_kwargs: Callable[[MethodArguments], dict] = lambda args: {}  # extra from_pretrained kwargs
     check: Callable[[str], None] = lambda name: None  # raises ValueError when it cannot run here
     training_overrides: Dict[str, object] = field(default_factory=dict)  # TrainingArguments values
-    memory_as: Optional[str] = None  # memory.py's cost model (None: the method's own name)
+    memory_as: Optional[str] = None  # `ftlab memory`'s cost model (None: the method's own name)
     epochs: float = 3.0  # default --num_train_epochs: the most epochs; validation picks the best one
     lora_targets: Optional[str] = None  # default --lora_target_modules (None: peft's per-architecture default)
 
@@ -352,7 +352,7 @@ class Method:
 # Schedules (learning rate, most epochs; validation picks the best epoch, run_sup.sh stops after 3
 # epochs without improvement): chosen on validation with the embedded MiniLM, see README "Schedules".
 # head: a sweep on cached features (lr 1e-3 / 3e-3 / 1e-2 x 40 epochs) on acl_sup and restaurant_sup;
-# lora: search.py on restaurant_sup (results/search/restaurant_sup_lora) for lr; all linear layers and 15
+# lora: `ftlab search` on restaurant_sup (results/search/restaurant_sup_lora) for lr; all linear layers and 15
 # epochs from a validation check (README "Schedules"); adapter: lr 1e-3 and 20 epochs from validation
 # trials on restaurant_sup (results/search/adapter_trials.md: 7 epochs at 6e-4 stopped still improving),
 # its placement (houlsby), trained layer norms and reduction factor 4 from restaurant_sup's hold-out validation
@@ -420,7 +420,7 @@ class MethodArguments:
                 "per task; the adapters library freezes them: false)."})
     head_cache_features: bool = field(default=True, metadata={
         "help": "head: the frozen body computes the head's input once (eval mode) and the head trains on "
-                "it for many cheap epochs (headcache.py); false: the body runs at every step."})
+                "it for many cheap epochs (ftlab/speed/headcache.py); false: the body runs at every step."})
 
 
 @dataclass(frozen=True)

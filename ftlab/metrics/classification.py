@@ -51,7 +51,7 @@ def compute_metrics(eval_pred) -> Dict[str, float]:
     return classification_scores(np.argmax(logits, axis=-1), labels)
 
 
-CLASS_WEIGHTS = ("none", "balanced")  # train.py and baseline.py --class_weight
+CLASS_WEIGHTS = ("none", "balanced")  # train.py and `ftlab baseline` --class_weight
 
 
 def check_class_weight(value: str) -> None:

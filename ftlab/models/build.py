@@ -52,7 +52,7 @@ def get_model(model_name: str, num_labels: int, label_names: Optional[List[str]]
         config.label2id = {n: i for i, n in enumerate(label_names)}
     # Decoder heads pool the last non-pad token: they need pad_token_id in the config.
     config.pad_token_id = tokenizer.pad_token_id
-    if untrained_pooler(path):  # the classifier reads BERT's pooler: train it with the head (methods.py)
+    if untrained_pooler(path):  # the classifier reads BERT's pooler: train it with the head (ftlab/methods/registry.py)
         config.untrained_pooler = True
     load_kwargs = dict(load_kwargs or {})
     attention = attention_for(config, attn_implementation, cpu_fast_dropout)

@@ -2,7 +2,7 @@
 
     uv run ftlab modelcard RUN_DIR [RUN_DIR ...]           # (re)write RUN_DIR/README.md from its run.json
     write_model_card(folder, record)                    # train.py, after run.json
-    write_model_card(folder, record, export=info)       # predict.py --merge_to
+    write_model_card(folder, record, export=info)       # `ftlab predict` --merge_to
 
 The card says what the weights are: base model, data set, labels and split sizes, method and its
 settings, hyper-parameters, validation/test metrics, trainable parameters, training time and
@@ -20,6 +20,7 @@ from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
 from ftlab.data.datasets import DATASETS, RELEASES, data_kind, dataset_label_names, sep_token_for
+from ftlab.errors import one_line_errors
 from ftlab.io import read_jsonl, split_list, write_atomic
 from ftlab.runs.record import read_record
 
@@ -283,18 +284,15 @@ def write_model_card(folder: str, record: dict, export: Optional[dict] = None,
     return path
 
 
+@one_line_errors()
 def main(argv: Optional[Sequence[str]] = None) -> int:
     folders = list(sys.argv[1:] if argv is None else argv)
     if not folders or folders[0] in ("-h", "--help"):
-        print("usage: modelcard.py RUN_DIR [RUN_DIR ...]   (re)write RUN_DIR/README.md from its run.json",
+        print("usage: ftlab modelcard RUN_DIR [RUN_DIR ...]   (re)write RUN_DIR/README.md from its run.json",
               file=sys.stdout if folders else sys.stderr)
         return 0 if folders else 2
-    try:
-        for folder in folders:
-            print(write_model_card(folder, read_record(folder)))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for folder in folders:
+        print(write_model_card(folder, read_record(folder)))
     return 0
 
 

@@ -172,7 +172,7 @@ def read_run(run_dir: str) -> dict:
         raise FileNotFoundError(f"no such folder: {run_dir}")
     record = read_record(run_dir)
     if record.get("method") not in MODEL_LOADERS:
-        raise ValueError(f"{run_dir}: method {record.get('method')!r} keeps no model predict.py can load "
+        raise ValueError(f"{run_dir}: method {record.get('method')!r} keeps no model `ftlab predict` can load "
                          f"(it loads {', '.join(MODEL_LOADERS)} runs)")
     return record
 

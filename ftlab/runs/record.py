@@ -1,8 +1,8 @@
 """The run record (`run.json`): the one contract between a run and everything that reads it.
 
-    build_record(config=..., method=..., ...)  -> dict   (train.py, baseline.py)
+    build_record(config=..., method=..., ...)  -> dict   (train.py, `ftlab baseline`)
     write_record(output_dir, record)                    (atomic: temp file + rename)
-    read_record(path_or_dir)                   -> dict   (report.py, memory.py, predict.py ...)
+    read_record(path_or_dir)                   -> dict   (`ftlab report`, `ftlab memory`, `ftlab predict` ...)
 
 Every fact is stored once. Schema 2 (this version): every argument of the run lives in `config`
 (batch size, bf16, gradient checkpointing included); `training` holds only what the run measured
@@ -84,7 +84,7 @@ class PeakMemory:
         self.train_peak = self.peak()
 
     def result(self) -> dict:
-        """`peak_bytes`: peak while training (what memory.py estimates); `peak_bytes_with_eval`: whole run."""
+        """`peak_bytes`: peak while training (what `ftlab memory` estimates); `peak_bytes_with_eval`: whole run."""
         overall = self.peak()
         return {"peak_bytes": getattr(self, "train_peak", overall), "peak_bytes_with_eval": overall,
                 "how": self.how,
@@ -143,7 +143,7 @@ def read_record(path: str) -> dict:
     One-line errors: FileNotFoundError (no run.json there), ValueError (not JSON / not an object)."""
     file = record_path(path)
     if not os.path.isfile(file):
-        raise FileNotFoundError(f"no {RUN_FILE} in {path!r}: pass a run folder written by train.py or baseline.py")
+        raise FileNotFoundError(f"no {RUN_FILE} in {path!r}: pass a run folder written by train.py or `ftlab baseline`")
     try:
         with open(file, encoding="utf-8") as f:
             record = json.load(f)

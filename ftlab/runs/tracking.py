@@ -29,6 +29,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+from ftlab.errors import one_line_errors
+
 # The .wandb file: a LevelDB-style log (32 KiB blocks; records split into FULL / FIRST, MIDDLE..., LAST
 # chunks, each with a 7-byte header: CRC-32 of type byte + data, length, type) after a 7-byte file
 # header (":W&B", magic 0xBEE1, version 0); every record is a wandb.proto Record message.
@@ -226,18 +228,15 @@ def describe(run: OfflineRun) -> str:
     return "\n".join(lines)
 
 
+@one_line_errors()
 def main(argv: Optional[Sequence[str]] = None) -> int:
     paths = list(sys.argv[1:] if argv is None else argv)
     if not paths:
-        print("usage: tracking.py OFFLINE_RUN_DIR_OR_WANDB_DIR [...]", file=sys.stderr)
+        print("usage: ftlab tracking OFFLINE_RUN_DIR_OR_WANDB_DIR [...]", file=sys.stderr)
         return 2
-    try:
-        for path in paths:
-            for folder in (offline_runs(path) or [path]):
-                print(describe(read_offline_run(folder)))
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    for path in paths:
+        for folder in (offline_runs(path) or [path]):
+            print(describe(read_offline_run(folder)))
     return 0
 
 

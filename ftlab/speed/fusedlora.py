@@ -10,7 +10,7 @@ LoRA on all 36 Linears (labs/lora_ceiling.py), besides the ~31 ms of drawing the
 Here the dropout's 1/(1-p) and s fold into one scalar on the [N, r] product and the LoRA term is added in place
 by addmm: forward = one addmm for W, one mask multiply, x_d A^T ([N, r]), and one addmm_ for B. The backward
 computes only what LoRA trains: the input gradient g W + ((s' g B) A) * mask, A's and B's gradients, with the
-narrow products in the layouts narrowlinear.py measured faster ([r, *] results transposed as views). The
+narrow products in the layouts ftlab/speed/narrowlinear.py measured faster ([r, *] results transposed as views). The
 mask is FastDropout's (fastdropout.random_lanes, the draw keep_mask makes: same generator, same count, at the
 same point of the forward), so a model trains on the same masks as with peft's modules; values agree to float32 rounding.
 

@@ -36,7 +36,7 @@ def trim_right_padding(chunk: Dict) -> Dict:
 def piece_rows(rows: int, length: int, max_tokens: int | None) -> int:
     """Rows per micro-batch for a batch of rows x length padded tokens: ceil(rows / pieces) with
     pieces = ceil(tokens / max_tokens), at least one row (a row is never cut); rows when it fits or the
-    budget is 0/None. memory.py reads a run's peak batch through this too."""
+    budget is 0/None. `ftlab memory` reads a run's peak batch through this too."""
     budget = int(max_tokens or 0)
     if budget <= 0 or rows * length <= budget:
         return rows

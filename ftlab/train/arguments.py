@@ -74,7 +74,7 @@ class RunArguments:
         "help": "wandb group shared by the runs of one experiment (default: $WANDB_RUN_GROUP, "
                 "else model-dataset-method)."})
     score_test: bool = field(default=True, metadata={
-        "help": "Score the test split at the end. search.py turns it off for its trials: choices read "
+        "help": "Score the test split at the end. `ftlab search` turns it off for its trials: choices read "
                 "validation only."})
     early_stopping_patience: Optional[int] = field(default=None, metadata={
         "help": "Stop when metric_for_best_model on validation has not improved for N evaluations; the "
@@ -138,16 +138,16 @@ class FtTrainingArguments(TrainingArguments):
                 "layers 1.18-1.35x the samples/s, README speed); false: torch's nn.Dropout. No effect on CUDA."})
     fast_lora_backward: bool = field(default=True, metadata={
         "help": "Compute the gradients of LoRA's B matrices (a Linear with r <= 8 inputs) in matmul layouts the "
-                "CPU runs 2-4x faster (narrowlinear.py; float32 CPU training only, the same products; a MiniLM "
+                "CPU runs 2-4x faster (ftlab/speed/narrowlinear.py; float32 CPU training only, the same products; a MiniLM "
                 "LoRA step here 0-13% faster, README speed); false: nn.Linear's own backward."})
     fused_lora: bool = field(default=True, metadata={
-        "help": "Run each peft LoRA Linear as one autograd node in float32 CPU training (fusedlora.py: the same "
+        "help": "Run each peft LoRA Linear as one autograd node in float32 CPU training (ftlab/speed/fusedlora.py: the same "
                 "function and FastDropout masks, fewer passes; MiniLM LoRA here 1.09-1.15x the samples/s, "
                 "results/search/fused_lora.md); false: peft's own modules. Evaluation, autocast and CUDA use peft's."})
     micro_batch_tokens: Optional[int] = field(default=2048, metadata={
         "help": "Run a training batch of more padded tokens than this as micro-batches of at most this many "
                 "(rows split, padding tails trimmed, losses weighted by their share: the batch's gradient, with "
-                "a lower memory peak; microbatch.py). Default 2048: full fine-tuning's peak RSS 2.50 -> 2.12 GiB "
+                "a lower memory peak; ftlab/speed/microbatch.py). Default 2048: full fine-tuning's peak RSS 2.50 -> 2.12 GiB "
                 "on restaurant_sup at the same accuracy (results/search/micro_batch.md). 0: every batch whole."})
     class_weight: str = field(default="none", metadata={
         "help": "Per-class loss weights: none, or balanced (n / (classes x count of the class) on train, "
@@ -161,7 +161,7 @@ class FtTrainingArguments(TrainingArguments):
             self.use_cpu = True  # HF accepts bf16 without a GPU only on the CPU path (torch.autocast cpu)
         # TrainingArguments sets ACCELERATE_MIXED_PRECISION=bf16 for a bf16 run and keeps the old value for an
         # fp32 one, and Trainer's Accelerator autocasts by it: an fp32 run after a bf16 one in the same process
-        # (bench.py's setups, a test session, a notebook) would silently train and evaluate in bf16
+        # (`ftlab bench`'s setups, a test session, a notebook) would silently train and evaluate in bf16
         os.environ["ACCELERATE_MIXED_PRECISION"] = (
             "bf16" if self.bf16 else "fp16" if self.fp16 else LAUNCH_MIXED_PRECISION or "no")
         if self.report_to in (None, "auto"):

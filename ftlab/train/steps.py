@@ -70,7 +70,7 @@ def tokenize_data(data, tokenizer, max_length: int = 128, pad_to_max_length: boo
 
 def head_on_features(model, tokenizer, tokenized, method: BoundMethod, targs: TrainingArguments):
     """(what Trainer trains, what it reads, seconds of the body per split): for head-only on a supported
-    architecture the model's head and the frozen body's features computed once (headcache.py); else the
+    architecture the model's head and the frozen body's features computed once (ftlab/speed/headcache.py); else the
     model and the token ids."""
     if method.name != "head" or not method.args.head_cache_features:
         return model, tokenized, {}
@@ -257,7 +257,7 @@ def prepare_data(args: TrainArgs, tokenizer):
 def run(model_args: ModelArguments, data_args: DataArguments, method_args: MethodArguments,
         run_args: RunArguments, targs: FtTrainingArguments, callbacks: Sequence[TrainerCallback] = ()) -> dict:
     """One training run, start to run.json; returns the record. `callbacks`: more Trainer callbacks
-    (search.py's pruning reporter)."""
+    (`ftlab search`'s pruning reporter)."""
     args = TrainArgs(model_args, data_args, method_args, run_args, targs)
     method = bind_method(method_args)
     setup_logging(targs)

@@ -73,7 +73,7 @@ class FtTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         """A batch over --micro_batch_tokens padded tokens runs as micro-batches whose losses, weighted by
-        their share, sum to the batch's: the same gradient with a smaller activation peak (microbatch.py)."""
+        their share, sum to the batch's: the same gradient with a smaller activation peak (ftlab/speed/microbatch.py)."""
         if self.accelerator.distributed_type == DistributedType.DEEPSPEED:  # DeepSpeed steps in backward
             return super().training_step(model, inputs, num_items_in_batch)
         chunks = microbatch.split_batch(inputs, self.args.micro_batch_tokens)
@@ -112,7 +112,7 @@ class FtTrainer(Trainer):
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
-        # cached head features (headcache.py) are one vector per example: every length is 1
+        # cached head features (ftlab/speed/headcache.py) are one vector per example: every length is 1
         lengths = ([len(ids) for ids in dataset["input_ids"]] if "input_ids" in dataset.column_names
                    else [1] * len(dataset))
         return EpochSeededSampler(lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps,
