@@ -13,10 +13,27 @@ and ftlab/data/llamafactory.py (the SAMSum / TAT-QA alpaca records).
 """
 import sys
 
-from ftlab.data.datasets import (DATASETS, MRPC_PROMPT, RELEASES, clear_cache, describe, get_dataset,  # noqa: F401
-                                 get_fs, load_for_run, main, sep_token_for)
-from ftlab.data.llamafactory import (EXPORTS, SAMSUM_INSTRUCTION, TATQA_INSTRUCTION, ExportSpec,  # noqa: F401
-                                     export_llamafactory, records, tatqa_input)
+from ftlab.data.datasets import (  # noqa: F401
+    DATASETS,
+    MRPC_PROMPT,
+    RELEASES,
+    clear_cache,
+    describe,
+    get_dataset,
+    get_fs,
+    load_for_run,
+    main,
+    sep_token_for,
+)
+from ftlab.data.llamafactory import (  # noqa: F401
+    EXPORTS,
+    SAMSUM_INSTRUCTION,
+    TATQA_INSTRUCTION,
+    ExportSpec,
+    export_llamafactory,
+    records,
+    tatqa_input,
+)
 from ftlab.metrics.tatqa import tatqa_answer  # noqa: F401
 
 if __name__ == "__main__":

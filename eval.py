@@ -13,8 +13,13 @@ ftlab/metrics/tatqa.py, the command ftlab/llm/scoring.py.
 import sys
 
 from ftlab.llm.scoring import main
-from ftlab.metrics.text_generation import (compute_bertscore, compute_bleu, compute_corpus_bleu,  # noqa: F401
-                                           compute_rouge, compute_rouge_lsum)
+from ftlab.metrics.text_generation import (  # noqa: F401
+    compute_bertscore,
+    compute_bleu,
+    compute_corpus_bleu,
+    compute_rouge,
+    compute_rouge_lsum,
+)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,11 +17,10 @@ import sys
 
 import torch
 
-
-from ftlab.speed import headcache
-from ftlab.train import steps as train
 from ftlab.methods.registry import MethodArguments, apply_head
 from ftlab.metrics.classification import classification_scores
+from ftlab.speed import headcache
+from ftlab.train import steps as train
 
 
 def sweep_one(model, feats, labels, val_feats, val_labels, lr: float, epochs: int, batch: int = 32):

@@ -24,7 +24,6 @@ import re
 import sys
 from typing import Dict, List, Optional
 
-
 from ftlab.io import read_jsonl, write_atomic
 
 GiB = 1024 ** 3

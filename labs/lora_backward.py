@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from ftlab.methods import registry as methods
-from ftlab.train import steps as train
-from labs.attention_kernels import make_batch, step
 from ftlab.speed.fastdropout import use_fast_dropout
 from ftlab.speed.narrowlinear import NarrowInputLinear
+from ftlab.train import steps as train
+from labs.attention_kernels import make_batch, step
 
 SETUPS = {"nn.Linear": nn.Linear, "narrowlinear": NarrowInputLinear}
 

@@ -26,11 +26,11 @@ import time
 import torch
 
 from ftlab.methods import registry as methods
-from ftlab.train import steps as train
-from labs.attention_kernels import make_batch
 from ftlab.speed.fastdropout import keep_mask, use_fast_dropout
 from ftlab.speed.fusedlora import use_fused_lora
 from ftlab.speed.narrowlinear import use_narrow_linear
+from ftlab.train import steps as train
+from labs.attention_kernels import make_batch
 
 SETUPS = ("full", "lora_peft", "lora_fused", "floor")
 

@@ -24,11 +24,17 @@ import sklearn
 import torch
 
 from ftlab.data import datasets as dataHelper
-from ftlab.io import split_list
-from ftlab.models.checkpoints import load_tokenizer, resolve_model_name
 from ftlab.hardware import cpu_flags
-from ftlab.metrics.classification import SCORE_NAMES, check_class_weight, classification_scores
+from ftlab.io import split_list
+from ftlab.metrics.classification import (
+    SCORE_NAMES,
+    check_class_weight,
+    classification_scores,
+)
+from ftlab.models.checkpoints import load_tokenizer, resolve_model_name
 from ftlab.runs.record import PeakMemory, build_record, library_versions, write_record
+
+# Imported inside functions: transformers' AutoModel / HfArgumentParser and scikit-learn's SVM load inside the functions that use them: `--help` and bad flags answer without them.
 
 logger = logging.getLogger("baseline")
 

@@ -38,6 +38,8 @@ from ftlab.methods import registry as methods
 from ftlab.models.checkpoints import resolve_model_name
 from ftlab.runs.record import PeakMemory
 
+# Imported inside functions: peft loads only for the LoRA setups.
+
 logger = logging.getLogger("batch_bench")
 RESULT_PREFIX = "BATCH_BENCH_RESULT "  # marks the worker's one JSON line on stdout
 

@@ -41,10 +41,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 from ftlab.errors import one_line_errors
 from ftlab.io import split_list
-from ftlab.methods.registry import ADAPTER_CONFIGS, METHODS as TRAIN_METHODS, MethodArguments
+from ftlab.methods.registry import ADAPTER_CONFIGS, MethodArguments
+from ftlab.methods.registry import METHODS as TRAIN_METHODS
 from ftlab.models.checkpoints import resolve_model_name
 from ftlab.runs.record import read_record, upgrade
 from ftlab.speed.microbatch import piece_rows
+
+# Imported inside functions: transformers loads only to read a config the built-in table lacks (the estimate itself needs none).
 
 logger = logging.getLogger("memory")
 
@@ -161,7 +164,9 @@ def builtin_config(name: str):
 
 def load_config(name_or_path: str):
     """Config for a local dir / config.json, an embedded name, a built-in name, or a Hub id."""
-    from transformers import AutoConfig  # here: the estimate of a known architecture needs no transformers
+    from transformers import (
+        AutoConfig,  # here: the estimate of a known architecture needs no transformers
+    )
 
     source = name_or_path
     if not os.path.exists(name_or_path):

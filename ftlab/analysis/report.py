@@ -27,6 +27,8 @@ from typing import Any, Callable, Iterable, Sequence
 from ftlab.io import write_atomic
 from ftlab.runs.record import read_record
 
+# Imported inside functions: matplotlib loads only when plots are written.
+
 logger = logging.getLogger("report")
 
 METRICS = ("accuracy", "micro_f1", "macro_f1", "weight_f1")

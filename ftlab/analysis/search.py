@@ -25,16 +25,19 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from transformers import HfArgumentParser, TrainerCallback
 
-from ftlab.train import steps as train
 from ftlab.errors import one_line_errors
 from ftlab.io import write_atomic
 from ftlab.methods.registry import get_method
+from ftlab.train import steps as train
+
+# Imported inside functions: optuna and yaml load only inside a search (heavy, and `--help` needs neither).
 
 logger = logging.getLogger("ftlab.search")
 
@@ -193,9 +196,7 @@ def _drop_weights(folder: str) -> None:
         if name.endswith((".safetensors", ".bin")) or name.startswith("checkpoint-"):
             path = os.path.join(folder, name)
             if os.path.isdir(path):
-                import shutil
-
-                shutil.rmtree(path)
+                            shutil.rmtree(path)
             else:
                 os.remove(path)
 

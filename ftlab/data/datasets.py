@@ -37,14 +37,38 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
-from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+from datasets import (
+    ClassLabel,
+    Dataset,
+    DatasetDict,
+    Features,
+    Value,
+    concatenate_datasets,
+    load_from_disk,
+)
+from datasets.utils.logging import (
+    disable_progress_bar,
+    enable_progress_bar,
+    is_progress_bar_enabled,
+)
 
 from ftlab.data.llamafactory import export_llamafactory
-from ftlab.data.readers import (HubCopy, Raw, Release, default_data_dir, label_id, locate_source, read_json, read_table, required_field)
+from ftlab.data.readers import (
+    HubCopy,
+    Raw,
+    Release,
+    default_data_dir,
+    label_id,
+    locate_source,
+    read_json,
+    read_table,
+    required_field,
+)
 from ftlab.io import read_jsonl as _read_jsonl
 from ftlab.io import split_list
 from ftlab.models.checkpoints import resolve_model_name
+
+# Imported inside functions: scipy (the label-shift test) and transformers (a tokenizer for `describe`) load only in describe: loading a data set needs neither.
 
 logger = logging.getLogger("dataHelper")  # the course module's name: what the log lines said before the package
 
@@ -634,7 +658,9 @@ def label_shift_line(split: str, train_counts: Sequence[int], counts: Sequence[i
 def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_dir: Optional[str] = None,
              sep_token: Optional[str] = None, max_rows: int = 5000, **options) -> str:
     """Split sizes, label distribution and token-length percentiles of a data set, as text."""
-    from transformers import AutoTokenizer  # here, not at the top: loading a data set needs no transformers
+    from transformers import (
+        AutoTokenizer,  # here, not at the top: loading a data set needs no transformers
+    )
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
     sep = sep_token_for(tok, sep_token)

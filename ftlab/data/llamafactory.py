@@ -15,9 +15,19 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from ftlab.data.readers import HubCopy, Release, default_data_dir, locate_source, read_json, read_table, required_field
+from ftlab.data.readers import (
+    HubCopy,
+    Release,
+    default_data_dir,
+    locate_source,
+    read_json,
+    read_table,
+    required_field,
+)
 from ftlab.io import write_json_atomic
 from ftlab.metrics.tatqa import tatqa_answer  # the answer text the metric parses back
+
+# Imported inside functions: `datasets.load_dataset` loads only for SAMSum's Hub copy.
 
 SAMSUM_INSTRUCTION = "Summarize the following dialogue."
 TATQA_INSTRUCTION = ("Answer the question about the financial report below, using its table and paragraphs. "

@@ -26,8 +26,15 @@ from transformers import HfArgumentParser
 
 from ftlab.io import read_jsonl, write_json_atomic
 from ftlab.metrics import tatqa as tatqa_metric
-from ftlab.metrics.text_generation import (DEFAULT_BERTSCORE_MODEL, compute_bertscore, compute_bleu,
-                                           compute_corpus_bleu, compute_rouge, compute_rouge_lsum, sentence_splitter)
+from ftlab.metrics.text_generation import (
+    DEFAULT_BERTSCORE_MODEL,
+    compute_bertscore,
+    compute_bleu,
+    compute_corpus_bleu,
+    compute_rouge,
+    compute_rouge_lsum,
+    sentence_splitter,
+)
 
 
 # ---------------------------------------------------------------- predictions file

@@ -24,12 +24,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
-from ftlab.io import split_list
-from ftlab.speed.narrowlinear import narrow_linear
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ftlab.io import split_list
+from ftlab.speed.narrowlinear import narrow_linear
+
+# Imported inside functions: peft, adapters and bitsandbytes' config load only when their method is applied (each is heavy; qlora needs CUDA).
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +112,9 @@ def resolve_target_modules(model: nn.Module, targets: Optional[str]) -> List[str
 
     Raises ValueError naming the Linear modules that exist when a target matches nothing.
     """
-    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+    from peft.utils.constants import (
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
+    )
 
     if targets == ALL_LINEAR:
         return all_linear_targets(model)

@@ -12,6 +12,8 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+# Imported inside functions: `evaluate` loads on the first score (heavy; the metric module is imported by every trainer).
+
 METRIC_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "evaluate_classification.py")
 _METRIC = None
 SCORE_NAMES = ("accuracy", "micro_f1", "macro_f1", "weight_f1")  # what classification_scores returns

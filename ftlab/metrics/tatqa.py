@@ -48,6 +48,8 @@ import string
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+# Imported inside functions: scipy's assignment solver loads only for multi-span F1.
+
 SCALES = {"": 1.0, "thousand": 1e3, "million": 1e6, "billion": 1e9, "percent": 0.01}
 NUMERIC_TYPES = ("arithmetic", "count")  # official answer types scored with F1 = EM
 

@@ -35,6 +35,8 @@ from typing import Callable, List, Optional, Sequence
 
 from ftlab.models.checkpoints import resolve_model_name
 
+# Imported inside functions: each metric's library (nltk, sacrebleu, rouge-score, bert-score) loads in its own function: scoring one metric never pays for the others.
+
 logger = logging.getLogger("eval")
 
 DEFAULT_BERTSCORE_MODEL = "facebook/bart-large"

@@ -19,11 +19,15 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Dict
+from urllib.parse import urlparse
+
+# Imported inside functions: torch, transformers and huggingface_hub load inside the functions that touch a model or the Hub: every tool imports this module for its names.
 
 logger = logging.getLogger(__name__)
 
@@ -215,9 +219,6 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     if endpoint not in _HUB_REACHABLE:
-        import socket
-        from urllib.parse import urlparse
-
         url = urlparse(endpoint)
         port = url.port or (443 if url.scheme == "https" else 80)
         if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):

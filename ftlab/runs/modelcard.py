@@ -13,6 +13,7 @@ datasets, library_name, pipeline_tag, tags, model-index with the metrics) is wha
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -23,6 +24,8 @@ from ftlab.data.datasets import DATASETS, RELEASES, data_kind, dataset_label_nam
 from ftlab.errors import one_line_errors
 from ftlab.io import read_jsonl, split_list, write_atomic
 from ftlab.runs.record import read_record
+
+# Imported inside functions: huggingface_hub's card classes and a tokenizer load only while a card is written.
 
 CARD_FILE = "README.md"
 HUB_IDS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -286,12 +289,9 @@ def write_model_card(folder: str, record: dict, export: Optional[dict] = None,
 
 @one_line_errors()
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    folders = list(sys.argv[1:] if argv is None else argv)
-    if not folders or folders[0] in ("-h", "--help"):
-        print("usage: ftlab modelcard RUN_DIR [RUN_DIR ...]   (re)write RUN_DIR/README.md from its run.json",
-              file=sys.stdout if folders else sys.stderr)
-        return 0 if folders else 2
-    for folder in folders:
+    parser = argparse.ArgumentParser(description="(Re)write RUN_DIR/README.md, the model card, from its run.json.")
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder written by train.py")
+    for folder in parser.parse_args(argv).run_dirs:
         print(write_model_card(folder, read_record(folder)))
     return 0
 

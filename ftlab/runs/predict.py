@@ -61,6 +61,8 @@ from ftlab.models.checkpoints import load_tokenizer
 from ftlab.runs import modelcard
 from ftlab.runs.record import read_record
 
+# Imported inside functions: safetensors, adapters, peft and tqdm load only for the run folders / options that need them.
+
 logger = logging.getLogger("ftlab.predict")
 
 PROGRESS_MIN_TEXTS = 500  # a progress bar from this many texts on

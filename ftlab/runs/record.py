@@ -26,6 +26,8 @@ from typing import Any, Dict, Optional
 from ftlab.hardware import device_name, machine
 from ftlab.io import read_text, write_atomic
 
+# Imported inside functions: torch and the libraries whose versions a record names load inside the functions: run.json readers (ftlab report) do without them.
+
 logger = logging.getLogger("ftlab.record")
 
 SCHEMA = 2

@@ -19,6 +19,7 @@ model-dataset-method. Name: --run_name, else $WANDB_NAME, else model-dataset-met
 """
 from __future__ import annotations
 
+import argparse
 import glob
 import json
 import os
@@ -30,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from ftlab.errors import one_line_errors
+
+# Imported inside functions: wandb's protobuf classes load only to read an offline record.
 
 # The .wandb file: a LevelDB-style log (32 KiB blocks; records split into FULL / FIRST, MIDDLE..., LAST
 # chunks, each with a 7-byte header: CRC-32 of type byte + data, length, type) after a 7-byte file
@@ -230,11 +233,10 @@ def describe(run: OfflineRun) -> str:
 
 @one_line_errors()
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    paths = list(sys.argv[1:] if argv is None else argv)
-    if not paths:
-        print("usage: ftlab tracking OFFLINE_RUN_DIR_OR_WANDB_DIR [...]", file=sys.stderr)
-        return 2
-    for path in paths:
+    parser = argparse.ArgumentParser(description="Print what a train.py run's offline wandb record holds.")
+    parser.add_argument("paths", nargs="+", metavar="OFFLINE_RUN_DIR_OR_WANDB_DIR",
+                        help="a wandb/offline-run-* folder, or a wandb folder holding several")
+    for path in parser.parse_args(argv).paths:
         for folder in (offline_runs(path) or [path]):
             print(describe(read_offline_run(folder)))
     return 0

@@ -28,6 +28,8 @@ from torch import nn
 from transformers import DataCollatorWithPadding
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+# Imported inside functions: `datasets` loads only when features are cached.
+
 logger = logging.getLogger("ftlab.headcache")
 
 

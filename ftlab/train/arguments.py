@@ -18,7 +18,6 @@ from ftlab.methods.registry import MethodArguments, epochs_help, learning_rate_h
 from ftlab.metrics.classification import check_class_weight
 from ftlab.models.build import bf16_supported
 
-
 # what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
 # transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
 LAUNCH_MIXED_PRECISION = os.environ.get("ACCELERATE_MIXED_PRECISION")

@@ -11,8 +11,14 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 from accelerate.utils import DistributedType
-from transformers import (DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments,
-                          default_data_collator)
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    default_data_collator,
+)
 from transformers.trainer_pt_utils import get_length_grouped_indices
 from transformers.trainer_utils import IntervalStrategy
 
