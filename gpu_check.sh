@@ -87,9 +87,10 @@ lf_seconds=$(( $(date +%s) - lf_start ))
 run $PYTHON python - "$WORK" "$OUT" "$lf_seconds" <<'EOF'
 import json, os, sys
 
-import memory
-from ftio import write_atomic, write_json_atomic
-from record import device_name, read_record
+from ftlab.analysis import memory_estimate as memory
+from ftlab.hardware import device_name
+from ftlab.io import write_atomic, write_json_atomic
+from ftlab.runs.record import read_record
 
 work, out, lf_seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = []

@@ -1,4 +1,4 @@
-"""batch_bench.py on a tiny random Qwen2 (hidden 32, 2 layers, 4 heads / 2 kv heads, head_dim 8)."""
+"""ftlab/analysis/batch_bench.py on a tiny random Qwen2 (hidden 32, 2 layers, 4 heads / 2 kv heads, head_dim 8)."""
 import json
 import os
 import re

@@ -1,4 +1,4 @@
-"""bench.py's one run on a tiny model: the figures it reads from run.json are where run.json keeps them."""
+"""ftlab/analysis/bench.py's one run on a tiny model: the figures it reads from run.json are where run.json keeps them."""
 import importlib.util
 import json
 from pathlib import Path
@@ -99,7 +99,7 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     assert proc.returncode == 0, proc.stderr
     steps, whole, compiled, tta = [line.split("|")[:-1] for line in log.read_text().splitlines()]
     assert tta[-5:] == ["--time_to_accuracy", "--tta_max_epochs", "5", "--out", str(tmp_path / "speed" / "time_to_accuracy")]
-    bench.parse_args(tta[3:])  # every flag the lab passes is one bench.py knows
+    bench.parse_args(tta[3:])  # every flag the lab passes is one ftlab/analysis/bench.py knows
     assert steps[:8] == ["-m", "ftlab", "bench", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
     labels = [steps[i + 1].split("=")[0] for i, a in enumerate(steps) if a == "--variant"]
     assert labels == ["adamw_unfused", "torch_dropout", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch",

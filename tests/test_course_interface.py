@@ -118,7 +118,7 @@ def test_compute_metrics_course_case(wrap):
          }[wrap]()
     got = train.compute_metrics(p)
     assert set(got) == set(COURSE_EXPECTED)
-    assert set(SCORE_NAMES) == set(got)  # the names train.py and baseline.py select on mirror the metric script's
+    assert set(SCORE_NAMES) == set(got)  # the names train.py and ftlab/analysis/baseline.py select on mirror the metric script's
     assert got == pytest.approx(COURSE_EXPECTED, abs=1e-12)
     assert round(got["macro_f1"], 4) == 0.4667 and round(got["weight_f1"], 4) == 0.5467
 

@@ -1,4 +1,4 @@
-"""fastdropout.py: the mask's rate and independence, torch's dropout arithmetic, and train.py's wiring."""
+"""ftlab/speed/fastdropout.py: the mask's rate and independence, torch's dropout arithmetic, and train.py's wiring."""
 import json
 
 import pytest
@@ -7,12 +7,12 @@ import transformers
 from torch import nn
 
 from ftlab.analysis import bench
-from ftlab.speed import fastdropout
 from ftlab.methods import registry as methods
-from ftlab.train import steps as train
-from ftlab.speed.fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
-from tests.test_bench import _tiny_argv, load_lab
 from ftlab.models.build import get_model
+from ftlab.speed import fastdropout
+from ftlab.speed.fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from ftlab.train import steps as train
+from tests.test_bench import _tiny_argv, load_lab
 
 
 def test_threshold_rounds_p_to_a_multiple_of_1_over_32768():

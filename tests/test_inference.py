@@ -1,4 +1,4 @@
-"""inference.py on a tiny random Qwen2 and the fixture SAMSum / TAT-QA files."""
+"""ftlab/llm/inference.py on a tiny random Qwen2 and the fixture SAMSum / TAT-QA files."""
 import csv
 import json
 import os

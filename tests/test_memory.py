@@ -1,4 +1,4 @@
-"""memory.py: parameter counts against instantiated models, byte terms against hand arithmetic,
+"""ftlab/analysis/memory_estimate.py: parameter counts against instantiated models, byte terms against hand arithmetic,
 the activation formula against Korthikanti et al., errors, --json and --compare."""
 import json
 
@@ -79,7 +79,7 @@ def test_adapter_count_matches_adapters_library(tiny_models, config, name):
 
 @pytest.mark.parametrize("kind,causal", [("bert", False), ("llama", True)])
 def test_adapter_train_layernorm_count_matches_train_py(tiny_models, kind, causal):
-    """memory.py's trainable count with --adapter_train_layernorm equals the model train.py builds."""
+    """ftlab/analysis/memory_estimate.py's trainable count with --adapter_train_layernorm equals the model train.py builds."""
     from ftlab.methods import registry as methods
     from ftlab.models.build import get_model
 

@@ -1,4 +1,4 @@
-"""methods.py on tiny random models: which parameters train, how many, and LoRA-from-scratch maths.
+"""ftlab/methods/registry.py on tiny random models: which parameters train, how many, and LoRA-from-scratch maths.
 
 Tiny models (tests/tiny.py): hidden d = 32, 2 transformer layers (BART: 1 encoder + 1 decoder),
 3 labels here. Qwen2/Llama: 4 query heads and 2 key/value heads of size 8, so v_proj is 32 -> 16.
@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 from ftlab.methods import registry as methods
-from ftlab.speed.frozen_bf16 import cast_frozen_linears
 from ftlab.methods.registry import LoRALinear, MethodArguments, count_parameters, get_method
 from ftlab.models.build import get_model
+from ftlab.speed.frozen_bf16 import cast_frozen_linears
 
 D, LABELS, R, RF = 32, 3, 8, 4  # RF: train.py's default reduction factor
 BOTTLENECK = D // RF  # 8

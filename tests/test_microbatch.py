@@ -1,13 +1,13 @@
-"""microbatch.py and FtTrainer.training_step: a long batch in token-budget pieces gives the batch's gradient."""
+"""ftlab/speed/microbatch.py and FtTrainer.training_step: a long batch in token-budget pieces gives the batch's gradient."""
 import json
 
 import pytest
 import torch
 import transformers
 
+from ftlab.analysis import bench
 from ftlab.speed import microbatch
 from ftlab.train import steps as train
-from ftlab.analysis import bench
 from tests.test_bench import _tiny_argv
 
 

@@ -1,4 +1,4 @@
-"""models.py: embedded names resolve; the SmolLM2 conversion is cached, atomic and correct."""
+"""ftlab/models/checkpoints.py: embedded names resolve; the SmolLM2 conversion is cached, atomic and correct."""
 import json
 import os
 

@@ -1,4 +1,4 @@
-"""predict.py: every method's run folder predicts as its run did, merged exports equal the run, one-line errors.
+"""ftlab/runs/predict.py: every method's run folder predicts as its run did, merged exports equal the run, one-line errors.
 
 Tiny random BERT runs on the restaurant_sup fixtures (ABSA: `term [SEP] sentence`), trained in-process
 by train.main; Trainer.predict is wrapped to keep the run's own test logits for comparison.
@@ -141,7 +141,7 @@ def test_merged_export_equals_the_unmerged_run(runs, test_csv, tmp_path, method)
 
 def test_exports_load_in_a_fresh_process_without_ftlab(runs, tmp_path):
     """pipeline("text-classification") on the exports, ftlab not importable (adapter: with the adapters
-    library, as its model card says); same labels and scores as predict.py."""
+    library, as its model card says); same labels and scores as ftlab/runs/predict.py."""
     texts = ["food [SEP] The food was great but the service was slow.", "battery [SEP] The battery lasts all day."]
     expected = {}
     for method in ("lora", "lora_scratch", "full", "adapter"):

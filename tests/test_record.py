@@ -1,4 +1,4 @@
-"""record.py: one builder and one reader of run.json, schema 1 files read in the schema-2 shape."""
+"""ftlab/runs/record.py: one builder and one reader of run.json, schema 1 files read in the schema-2 shape."""
 import json
 import shutil
 from pathlib import Path
@@ -6,10 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ftlab.analysis import memory_estimate as memory
 from ftlab import hardware
-from ftlab.runs import record
+from ftlab.analysis import memory_estimate as memory
 from ftlab.analysis import report
+from ftlab.runs import record
 
 SCHEMA1 = Path(__file__).parent / "fixtures" / "runs" / "schema1_lora"  # written by train.py before schema 2
 

@@ -1,4 +1,4 @@
-"""report.py on hand-made run.json files: statistics against hand arithmetic, files, bad input."""
+"""ftlab/analysis/report.py on hand-made run.json files: statistics against hand arithmetic, files, bad input."""
 from __future__ import annotations
 
 import csv

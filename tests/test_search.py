@@ -1,4 +1,4 @@
-"""search.py: a seeded optuna study over train.py runs, objective on validation, resumable from disk."""
+"""ftlab/analysis/search.py: a seeded optuna study over train.py runs, objective on validation, resumable from disk."""
 import json
 import os
 import subprocess

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import yaml
 
+from ftlab.methods.registry import METHODS, bind_method, get_method
+from ftlab.metrics.classification import compute_metrics
+from ftlab.models.checkpoints import resolve_model_name
 from ftlab.train import arguments
 from ftlab.train import steps as train
-from ftlab.methods.registry import METHODS, bind_method, get_method
-from ftlab.models.checkpoints import resolve_model_name
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -47,9 +48,9 @@ def test_compute_metrics_matches_hand_values():
     f1 = [0.5, 0.8, 2 / 3]
     expected = {"accuracy": 4 / 6, "micro_f1": 4 / 6, "macro_f1": sum(f1) / 3,
                 "weight_f1": (3 * f1[0] + 2 * f1[1] + 1 * f1[2]) / 6}
-    assert train.compute_metrics((logits, labels)) == pytest.approx(expected, abs=1e-12)
+    assert compute_metrics((logits, labels)) == pytest.approx(expected, abs=1e-12)
     # BART-style outputs: (logits, encoder states)
-    assert train.compute_metrics(((logits, np.zeros((6, 2, 4))), labels)) == pytest.approx(expected, abs=1e-12)
+    assert compute_metrics(((logits, np.zeros((6, 2, 4))), labels)) == pytest.approx(expected, abs=1e-12)
 
 
 def test_main_writes_run_record(tiny_models, tmp_path, capsys):
@@ -67,7 +68,7 @@ def test_main_writes_run_record(tiny_models, tmp_path, capsys):
     assert record["settings"] == {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
                                   "lora_target_modules": "all-linear"}
     assert record["config"]["learning_rate"] == get_method("lora").learning_rate  # the lora default
-    assert record["config"]["lora_target_modules"] == "all-linear"  # memory.py --compare reads it
+    assert record["config"]["lora_target_modules"] == "all-linear"  # ftlab/analysis/memory_estimate.py --compare reads it
     # LoRA r=8, A (8 x in) + B (out x 8), on all linear layers of 2 layers (hidden 32, FFN 64): query, key,
     # value, attention output 32->32 (4 x 8 x 64), FFN up 32->64 and down 64->32 (2 x 8 x 96); the tiny
     # model's pooler 32->32 (pretrained, so part of the base model: 8 x 64); + classifier 32x2+2
@@ -414,7 +415,7 @@ def test_pad_to_multiple_of_rounds_batches_up_and_leaves_outputs_unchanged(tiny_
 
 def test_an_fp32_run_after_a_bf16_run_in_one_process_stays_fp32(monkeypatch, tmp_path):
     """transformers sets ACCELERATE_MIXED_PRECISION=bf16 for a bf16 run and keeps it for a later fp32 one, whose
-    Trainer would then autocast to bf16 (seen: bench.py's in-process naive setup, tests on a CPU without bf16
+    Trainer would then autocast to bf16 (seen: ftlab/analysis/bench.py's in-process naive setup, tests on a CPU without bf16
     units). train.py's arguments set it per run, back to what the launcher set when the run is fp32."""
     import torch
     import transformers

@@ -26,11 +26,7 @@ import torch
 from ftlab.data import datasets as dataHelper
 from ftlab.hardware import cpu_flags
 from ftlab.io import split_list
-from ftlab.metrics.classification import (
-    SCORE_NAMES,
-    check_class_weight,
-    classification_scores,
-)
+from ftlab.metrics.classification import SCORE_NAMES, check_class_weight, classification_scores
 from ftlab.models.checkpoints import load_tokenizer, resolve_model_name
 from ftlab.runs.record import PeakMemory, build_record, library_versions, write_record
 

@@ -164,9 +164,7 @@ def builtin_config(name: str):
 
 def load_config(name_or_path: str):
     """Config for a local dir / config.json, an embedded name, a built-in name, or a Hub id."""
-    from transformers import (
-        AutoConfig,  # here: the estimate of a known architecture needs no transformers
-    )
+    from transformers import AutoConfig  # here: the estimate of a known architecture needs no transformers
 
     source = name_or_path
     if not os.path.exists(name_or_path):

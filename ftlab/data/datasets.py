@@ -37,20 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from datasets import (
-    ClassLabel,
-    Dataset,
-    DatasetDict,
-    Features,
-    Value,
-    concatenate_datasets,
-    load_from_disk,
-)
-from datasets.utils.logging import (
-    disable_progress_bar,
-    enable_progress_bar,
-    is_progress_bar_enabled,
-)
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
+from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
 from ftlab.data.llamafactory import export_llamafactory
 from ftlab.data.readers import (
@@ -658,9 +646,7 @@ def label_shift_line(split: str, train_counts: Sequence[int], counts: Sequence[i
 def describe(name: Union[str, Sequence[str]], tokenizer: str = "minilm", data_dir: Optional[str] = None,
              sep_token: Optional[str] = None, max_rows: int = 5000, **options) -> str:
     """Split sizes, label distribution and token-length percentiles of a data set, as text."""
-    from transformers import (
-        AutoTokenizer,  # here, not at the top: loading a data set needs no transformers
-    )
+    from transformers import AutoTokenizer  # here, not at the top: loading a data set needs no transformers
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name(tokenizer))
     sep = sep_token_for(tok, sep_token)
@@ -742,7 +728,8 @@ def _cmd_timeit(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dataHelper.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="dataHelper.py",
+                                     description="Every data set of ftlab as one DatasetDict: describe, export, time them.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("describe", help="split sizes, label distribution, token-length percentiles")
     p.add_argument("name", help=f"a dataset name or comma-separated list: {', '.join(DATASETS)}")

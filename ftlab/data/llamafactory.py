@@ -15,15 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
-from ftlab.data.readers import (
-    HubCopy,
-    Release,
-    default_data_dir,
-    locate_source,
-    read_json,
-    read_table,
-    required_field,
-)
+from ftlab.data.readers import HubCopy, Release, default_data_dir, locate_source, read_json, read_table, required_field
 from ftlab.io import write_json_atomic
 from ftlab.metrics.tatqa import tatqa_answer  # the answer text the metric parses back
 

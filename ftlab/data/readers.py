@@ -12,23 +12,11 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import (
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Sequence,
-    Tuple,
-)
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from datasets import DatasetDict
 
-from ftlab.models import (
-    checkpoints,  # called as checkpoints.hub_*: tests replace them there
-)
+from ftlab.models import checkpoints  # called as checkpoints.hub_*: tests replace them there
 
 logger = logging.getLogger("dataHelper")
 

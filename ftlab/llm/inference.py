@@ -55,9 +55,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 from ftlab.data import llamafactory as lfdata
 from ftlab.errors import one_line_errors
 from ftlab.io import write_atomic, write_json_atomic
-from ftlab.models.build import (
-    bf16_supported,  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
-)
+from ftlab.models.build import bf16_supported  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
 from ftlab.models.checkpoints import resolve_model_name
 
 # Imported inside functions: peft, llamafactory's templates and tqdm load only in the paths that use them (llamafactory is heavy and Python 3.11+).

@@ -112,9 +112,7 @@ def resolve_target_modules(model: nn.Module, targets: Optional[str]) -> List[str
 
     Raises ValueError naming the Linear modules that exist when a target matches nothing.
     """
-    from peft.utils.constants import (
-        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS,
-    )
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
 
     if targets == ALL_LINEAR:
         return all_linear_targets(model)

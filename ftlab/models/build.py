@@ -10,11 +10,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from ftlab.hardware import cpu_flags
-from ftlab.models.checkpoints import (
-    load_tokenizer,
-    resolve_model_name,
-    untrained_pooler,
-)
+from ftlab.models.checkpoints import load_tokenizer, resolve_model_name, untrained_pooler
 
 
 def cpu_supports_bf16() -> bool:

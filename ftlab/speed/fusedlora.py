@@ -28,13 +28,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ftlab.speed.fastdropout import (
-    LANES,
-    FastDropout,
-    drop_threshold,
-    keep_scale,
-    random_lanes,
-)
+from ftlab.speed.fastdropout import LANES, FastDropout, drop_threshold, keep_scale, random_lanes
 
 # Imported inside functions: peft's Linear loads only when a model is patched.
 

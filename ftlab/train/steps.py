@@ -20,16 +20,8 @@ from transformers.trainer_utils import IntervalStrategy
 
 from ftlab.data.datasets import load_for_run, sep_token_for
 from ftlab.io import read_text, write_atomic
-from ftlab.methods.registry import (
-    BoundMethod,
-    MethodArguments,
-    bind_method,
-    count_parameters,
-)
-from ftlab.metrics.classification import (
-    SCORE_NAMES,
-    compute_metrics,  # noqa: F401  (train.compute_metrics: the course's entry point)
-)
+from ftlab.methods.registry import BoundMethod, MethodArguments, bind_method, count_parameters
+from ftlab.metrics.classification import SCORE_NAMES
 from ftlab.models.build import get_model
 from ftlab.models.checkpoints import load_tokenizer, resolve_model_name
 from ftlab.runs import modelcard, tracking
