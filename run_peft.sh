@@ -6,7 +6,7 @@
 #   MODELS=minilm DATA_DIR=/work/shared/data ./run_peft.sh   # offline, embedded model
 #
 # Runs go to OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed> and, for the sweep,
-# .../lora_r<r>_a<alpha>/seed<seed>; existing run.json files are skipped (re-running resumes).
+# .../lora_r<r>_a<alpha>/seed<seed>; re-running skips finished runs and resumes killed ones (labs/grid.sh).
 # Every variable below can be set from the environment; *_ARGS are split on whitespace.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

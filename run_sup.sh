@@ -4,8 +4,9 @@
 #   ./run_sup.sh                                   # the course grid (Hub models, full fine-tuning)
 #   MODELS=minilm METHODS="full head lora adapter svm" DATA_DIR=/work/shared/data ./run_sup.sh   # offline
 #
-# Each run writes OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed>/run.json; runs whose
-# run.json exists are skipped, so re-running resumes a grid. Method "svm" runs ftlab baseline (frozen
+# Each run writes OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed>/run.json. Re-running picks
+# up where a killed grid stopped: finished runs are skipped, a run with a checkpoint resumes from it, the
+# rest start (labs/grid.sh). Method "svm" runs ftlab baseline (frozen
 # encoder + linear SVM). The tables and plots go to OUTPUT_ROOT/report/. Every variable below can be
 # set from the environment; *_ARGS are split on whitespace.
 set -euo pipefail
@@ -16,8 +17,9 @@ DATASETS="${DATASETS:-restaurant_sup acl_sup agnews_sup}"
 METHODS="${METHODS:-full}"
 SEEDS="${SEEDS:-1 2 3}"
 OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/sup}"
-EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (ftlab/methods/registry.py registry)
-PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better validation score
+EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (ftlab/methods/registry.py)
+PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better validation score (sets
+                                     # without a validation split, the few-shot _fs sets, train every epoch)
 BATCH_SIZE="${BATCH_SIZE:-32}"
 MAX_LENGTH="${MAX_LENGTH:-128}"
 # ACL-ARC: 51% of train is one class of six and the set is scored by macro-F1 (Gururangan et al. 2020):

@@ -14,6 +14,7 @@ TOOLS: Dict[str, Tuple[str, str]] = {
     "predict": ("ftlab.runs.predict", "classify new texts with a trained run, or export it merged (--merge_to)"),
     "modelcard": ("ftlab.runs.modelcard", "(re)write a run folder's model card (README.md) from its run.json"),
     "tracking": ("ftlab.runs.tracking", "read a run's offline wandb record"),
+    "record": ("ftlab.runs.record", "a run folder's state: finished, resumable, partial or new (grids resume by it)"),
     "report": ("ftlab.analysis.report", "mean ± std over seeds of every run.json under folders: tables, plots"),
     "memory": ("ftlab.analysis.memory_estimate", "estimate training memory before a run; --compare with measured peaks"),
     "baseline": ("ftlab.analysis.baseline", "frozen-encoder features + a linear SVM, the same run.json"),

@@ -1,17 +1,29 @@
-"""Small helpers shared by every script: atomic file writes, JSON-lines reading, comma-list splitting.
+"""Small helpers shared by every script: atomic file writes, folder locks, JSON-lines reading, comma-list splitting.
 
 Atomic writes: a reader (or a crash) never sees half a file.
 
 The data goes to a temp file in the target's folder (same file system, so the rename is atomic),
-then `os.replace` swaps it in; on any error the temp file is removed and the old file stays.
+then `os.replace` swaps it in; on any error the temp file is removed and the old file stays. A process
+killed between the two leaves the temp file (`.NAME.XXXXXXXX.tmp`): `remove_stray_temps` clears them.
+
+Folder locks (`hold_folder`): one writer per folder, an OS lock the kernel drops when the process
+ends, so a killed holder (kill -9 included) leaves no stale lock.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import json
 import os
+import re
 import tempfile
 from typing import Any, Iterator, List, Optional, Tuple, Union
+
+TEMP_SUFFIX = ".tmp"
+# write_atomic's temp names: "." + target name + "." + mkstemp's 8 random characters + ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
+LOCK_FILE = ".lock"
 
 
 def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None:
@@ -19,7 +31,7 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=TEMP_SUFFIX)
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal file's mode
         with os.fdopen(fd, "wb") as f:
@@ -29,6 +41,44 @@ def write_atomic(path: Union[str, os.PathLike], data: Union[str, bytes]) -> None
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def remove_stray_temps(folder: str) -> List[str]:
+    """Remove the temp files a killed `write_atomic` left in `folder` (its own files only); their names.
+    Call it only while holding the folder (`hold_folder`): a live writer's temp file looks the same."""
+    if not os.path.isdir(folder):
+        return []
+    stray = sorted(n for n in os.listdir(folder) if _TEMP_NAME.match(n) and os.path.isfile(os.path.join(folder, n)))
+    for name in stray:
+        os.remove(os.path.join(folder, name))
+    return stray
+
+
+class FolderInUse(ValueError):
+    """Another live process holds the folder (`hold_folder`)."""
+
+
+@contextlib.contextmanager
+def hold_folder(folder: str, what: str = "folder", fix: str = "wait for it to end"):
+    """Hold an exclusive lock on `folder` (created if missing) for the with-block: fcntl.flock on
+    FOLDER/.lock, which holds the holder's pid. Another holder -> FolderInUse naming the folder, the pid and
+    `fix`; `folder` a file -> ValueError. Nothing is written into a folder another process holds."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{what} {folder} is a file, not a folder: pass a folder path")
+    os.makedirs(folder, exist_ok=True)
+    fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise FolderInUse(f"{what} {folder} is in use by another run (pid {pid}); {fix}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock (the file stays: a new holder reuses it)
 
 
 def _umask() -> int:

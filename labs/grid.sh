@@ -1,5 +1,8 @@
 # Shared by run_sup.sh, run_peft.sh and labs/*.sh (source it, do not run it): one seeded run of
-# train.py (or `ftlab baseline` for method "svm"), skipped when its run.json exists, and the report.
+# train.py (or `ftlab baseline` for method "svm") and the report. Re-running a grid picks up where it stopped
+# (`ftlab record state`): a run whose run.json is complete is skipped, one with a complete checkpoint resumes
+# from it (--resume_from_checkpoint true), one with only a torn run.json / torn checkpoints starts again
+# in its cleared folder (--overwrite_output_dir), the rest start.
 #
 # Expects from the script: ROOT (the repository), SEEDS, OUTPUT_ROOT, EPOCHS (empty: per method), BATCH_SIZE,
 # MAX_LENGTH;
@@ -46,10 +49,14 @@ model_tag() {
 run_one() {
     local out="$1" method="$2" model="$3" dataset="$4" seed="$5"
     shift 5
-    if [[ -f "$out/run.json" ]]; then
-        echo "skip (run.json exists): $out"
-        return 0
-    fi
+    local state resume=()
+    # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
+    state="$($PYTHON -m ftlab record state "$out")"
+    case "$state" in
+        finished) echo "skip (run.json complete): $out"; return 0 ;;
+        resumable) resume=(--resume_from_checkpoint true) ;;
+        partial) resume=(--overwrite_output_dir true) ;;
+    esac
     local -a script=(train.py)
     local -a args=(
         --model_name_or_path "$model"
@@ -64,8 +71,8 @@ run_one() {
         args+=("${SVM_FLAGS[@]}")
         set_var="SVM_ARGS_$set_var"
         read -r -a extra <<<"$SVM_ARGS"
-    else
-        args+=(--method "$method" "${TRAIN_FLAGS[@]}")
+    else  # baseline.py has no checkpoints and rewrites its folder: only train.py takes these
+        args+=(--method "$method" "${resume[@]}" "${TRAIN_FLAGS[@]}")
         set_var="TRAIN_ARGS_$set_var"
         read -r -a extra <<<"$EXTRA_ARGS"
     fi
@@ -75,7 +82,7 @@ run_one() {
     # as name: OUTPUT_ROOT/restaurant_sup/bert-base-uncased/lora/seed1 -> group <grid>, job type
     # restaurant_sup/bert-base-uncased/lora, name restaurant_sup/bert-base-uncased/lora/seed1
     local name="${out#"$OUTPUT_ROOT"/}"
-    echo "run: ${script[*]} --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
+    echo "run${resume:+ (${state}: ${resume[*]})}: ${script[*]} --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
     # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
     WANDB_RUN_GROUP="${WANDB_RUN_GROUP:-$GRID_NAME}" WANDB_JOB_TYPE="${name%/seed*}" WANDB_NAME="$name" \
         $PYTHON "${script[@]}" "${args[@]}" "$@" "${set_extra[@]}" "${extra[@]}"

@@ -80,7 +80,7 @@ def test_in_steps_flops_scales_the_loop_rate_by_its_share_of_step_time():
 def test_variant_specs_are_checked():
     assert bench.variants(["fused=--optim adamw_torch_fused", "lora=--method lora"]) == [
         ("fused", "--optim adamw_torch_fused"), ("lora", "--method lora")]
-    with pytest.raises(SystemExit, match="--variant 'fused' must be LABEL=FLAGS"):
+    with pytest.raises(ValueError, match="--variant 'fused' must be LABEL=FLAGS"):
         bench.variants(["fused"])
 
 

@@ -1,7 +1,8 @@
 """The course's interface, as the assignment states it, in our own words.
 
 - get_dataset(name, sep_token) / get_fs(name, sep_token, sample_size) return a DatasetDict whose
-  splits hold `text` and `label`, labels 0 .. #labels-1.
+  splits hold `text` and `label`, labels 0 .. #labels-1 (the assignment's words and its first test), and
+  `labels` with the same values (the course's current test asserts `"labels" in train.column_names`).
 - Aggregating sets offsets the labels: restaurant+laptop in 0-5, acl+laptop in 0-8, the four
   few-shot sets in 0-15.
 - compute_metrics(p) takes what Trainer passes (an EvalPrediction: .predictions, .label_ids), any
@@ -38,8 +39,10 @@ def data_dir(monkeypatch, tmp_path_factory):
 def assert_course_shape(dd, num_labels):
     assert "train" in dd and "test" in dd
     for split, ds in dd.items():
-        assert "text" in ds.column_names and "label" in ds.column_names, split
+        assert {"text", "label", "labels"} <= set(ds.column_names), split
         labels = ds["label"]
+        assert ds["labels"] == labels, split
+        assert ds.features["labels"] == ds.features["label"], split
         assert all(isinstance(x, int) and 0 <= x < num_labels for x in labels), split
         assert ds.features["label"].num_classes == num_labels
 
@@ -75,6 +78,25 @@ def test_aggregation_label_ranges(names, top):
     dd = get_dataset(names, "<SEP>")
     assert_course_shape(dd, top + 1)
     assert min(dd["train"]["label"]) == 0 and max(dd["train"]["label"]) == top
+
+
+def test_course_current_datahelper_test_shape():
+    # the current hw2 test_datahelper, in our words: each split of each course set and aggregation has `labels`
+    for dd in (get_dataset("restaurant_sup", "<SEP>"), get_fs("acl", "<SEP>", 8),
+               get_dataset(["restaurant_fs", "laptop_fs", "acl_fs", "agnews_fs"], "<SEP>")):
+        for ds in dd.values():
+            assert "labels" in ds.column_names and "text" in ds.column_names
+            assert len(ds["labels"]) == len(ds["text"])
+
+
+def test_training_path_keeps_one_label_column():
+    # train.load_data and the SVM load through load_for_run: one `label` column, unchanged by `labels`
+    data, num_labels = train.load_data("restaurant_sup", "<SEP>")
+    public = get_dataset("restaurant_sup", "<SEP>")
+    assert num_labels == 3
+    for split, ds in data.items():
+        assert ds.column_names == ["text", "label"], split
+        assert ds["label"] == public[split]["label"] and ds["text"] == public[split]["text"], split
 
 
 def test_bbc_news_embedded_split_is_stratified_and_seeded():

@@ -74,8 +74,8 @@ def test_every_name_has_the_contract_shape(name):
     assert isinstance(dd, DatasetDict)
     assert {s: len(ds) for s, ds in dd.items()} == FIXTURE_SIZES[name]
     for ds in dd.values():
-        assert list(ds.features) == ["text", "label"]
-        assert isinstance(ds.features["label"], ClassLabel)
+        assert list(ds.features) == ["text", "label", "labels"]
+        assert isinstance(ds.features["label"], ClassLabel) and ds["labels"] == ds["label"]
         assert all(isinstance(t, str) and t for t in ds["text"])
         assert set(ds["label"]) <= set(range(ds.features["label"].num_classes))
 
@@ -304,7 +304,7 @@ def test_aggregation_passes_each_set_its_options():
 
 # ----------------------------------------------------------------------------- bad input
 def test_unknown_name_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset 'yelp'; valid names: acl_fs, acl_sup, agnews_fs"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'yelp'; valid: acl_fs, acl_sup, agnews_fs"):
         dh.get_dataset("yelp", data_dir=FIXTURES)
     with pytest.raises(ValueError, match=r"unknown dataset 'nope'"):
         dh.get_dataset(["restaurant_sup", "nope"], data_dir=FIXTURES)

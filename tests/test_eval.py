@@ -198,7 +198,7 @@ def test_cli_errors_are_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: predictions file")
     assert "Traceback" not in proc.stderr
-    with pytest.raises(SystemExit):
+    with pytest.raises(ValueError, match="--bertscore_model and --no_bertscore exclude each other"):
         ev.parse_args([str(missing), "--no_bertscore", "--bertscore_model", "minilm"])
 
 

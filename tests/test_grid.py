@@ -83,7 +83,7 @@ def test_run_sup_grid_end_to_end_and_resume(tmp_path, tiny_models):
     before = {p: p.stat().st_mtime_ns for p in runs.rglob("run.json")}
     again = run_script("run_sup.sh", env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("skip (run.json exists)") == 4 and "run: " not in again.stdout
+    assert again.stdout.count("skip (run.json complete)") == 4 and "run: " not in again.stdout
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("run.json")} == before
 
 
@@ -100,6 +100,46 @@ def test_run_peft_grid_with_sweep(tmp_path, tiny_models):
     (sweep,) = [r for (m, s), r in rows.items() if m == "lora"]
     assert "lora_alpha=8" in sweep["settings"] and "lora_r=4" in sweep["settings"] and sweep["n"] == "1"
     assert any(m == "adapter" for m, _ in rows)
+
+
+def metrics_by_run(runs: Path) -> dict:
+    return {str(p.parent.relative_to(runs)): json.loads(p.read_text())["metrics"] for p in runs.rglob("run.json")}
+
+
+@pytest.mark.slow
+def test_killed_grid_restarts_where_it_stopped(tmp_path, tiny_models):
+    """restaurant_fs (no validation split: run_sup.sh's early-stopping patience must not stop it) killed inside
+    seed 1 after its second checkpoint, seed 2's folder left with a torn run.json; the restarted grid resumes seed 1,
+    starts seed 2 again and ends with the metrics of an uninterrupted grid."""
+    fs = dict(MODELS=tiny_models("bert"), DATASETS="restaurant_fs", METHODS="full",
+              EXTRA_ARGS="--max_steps 4 --per_device_train_batch_size 8 --save_strategy steps --save_steps 1 "
+                         "--load_best_model_at_end false --learning_rate 3e-3 --report_to none")
+    whole = grid_env(tmp_path / "whole", **fs)
+    proc = run_script("run_sup.sh", whole)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    env = grid_env(tmp_path / "cut", **fs)
+    killed = run_script("run_sup.sh", dict(env, FTLAB_CRASH_AT_STEP="3"))  # CrashAtStep: os._exit(1) after step 3
+    assert killed.returncode == 1, killed.stderr[-3000:]
+    runs = tmp_path / "cut" / "runs"
+    seed1, seed2 = (runs / "restaurant_fs" / "bert" / "full" / f"seed{s}" for s in (1, 2))
+    assert (seed1 / "checkpoint-2").is_dir() and not (seed1 / "run.json").exists() and not seed2.exists()
+    seed2.mkdir(parents=True)
+    (seed2 / "run.json").write_text('{"schema": 2, "metr')  # a run killed while its record was written
+    again = run_script("run_sup.sh", env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "run (resumable: --resume_from_checkpoint true): train.py" in again.stdout
+    assert "run (partial: --overwrite_output_dir true): train.py" in again.stdout
+    assert "no validation split: --early_stopping_patience 3 ignored" in again.stderr
+    resumed = json.loads((seed1 / "run.json").read_text())
+    assert resumed["training"]["resumed_from"] == "checkpoint-2" and resumed["training"]["steps"] == 4
+    assert metrics_by_run(runs) == metrics_by_run(tmp_path / "whole" / "runs")
+    assert len(metrics_by_run(runs)) == 2
+    rows = table_rows(runs)
+    assert rows[("full", "")]["n"] == "2"
+
+    third = run_script("run_sup.sh", env)
+    assert third.returncode == 0 and third.stdout.count("skip (run.json complete)") == 2, third.stderr[-3000:]
 
 
 def test_mrpc_lab_rejects_an_unknown_prompt(tmp_path):

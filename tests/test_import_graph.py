@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Layers, low to high: a module may import its own layer or a lower one. The longest matching prefix wins.
 LAYERS: Dict[str, int] = {
-    "ftlab.io": 0, "ftlab.hardware": 0, "ftlab.errors": 0,
+    "ftlab.io": 0, "ftlab.hardware": 0, "ftlab.commandline": 0,
     "ftlab.metrics": 1, "ftlab.models": 1, "ftlab.data": 1,
     "ftlab.speed": 2,
     "ftlab.methods": 3,

@@ -233,7 +233,6 @@ def test_unknown_model_offline_lists_builtins():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"method": "qlora", "gpus": 0}, "qlora needs a GPU"),
     ({"batch_size": 0}, "batch_size must be a positive number"),
     ({"seq_len": -5}, "seq_len must be a positive number"),
     ({"method": "prefix"}, "unknown method 'prefix'; valid: full, head, lora"),
@@ -247,9 +246,9 @@ def test_bad_settings(kwargs, match):
 
 
 def test_cli_errors_are_one_line(capsys):
-    assert memory.main(["llama-3-8b", "--method", "qlora", "--gpus", "0"]) == 2
+    assert memory.main(["llama-3-8b", "--zero", "2", "--gpus", "0"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: qlora needs a GPU") and err.count("\n") == 1
+    assert err.startswith("error: ZeRO partitions over GPUs") and err.count("\n") == 1
     assert memory.main(["nowhere-model"]) == 2
     assert "built-in:" in capsys.readouterr().err
     assert memory.main(["bert-base-uncased", "--batch_size", "-1"]) == 2

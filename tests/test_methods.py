@@ -266,17 +266,18 @@ def test_bad_target_modules_list_existing_linear_names(load):
 
 
 def test_unknown_method_and_adapter_config(load):
-    with pytest.raises(ValueError, match="unknown method 'dora'; valid: full, head, lora, lora_scratch, adapter, qlora"):
-        get_method("dora")
+    with pytest.raises(ValueError, match=r"unknown method 'dora'; did you mean lora, qlora\?$"):
+        get_method("dora")  # the nearest names; none near: the registry's
+    with pytest.raises(ValueError, match="unknown method 'xyz'; valid: full, head, lora, lora_scratch, adapter, qlora"):
+        get_method("xyz")
     _, model = load("bert")
     with pytest.raises(ValueError, match="unknown --adapter_config 'lora'; valid: pfeiffer"):
         get_method("adapter").apply(model, MethodArguments(method="adapter", adapter_config="lora"))
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU error only shows without CUDA")
-def test_qlora_needs_cuda():
-    with pytest.raises(ValueError, match="method 'qlora' needs a CUDA GPU.*use --method lora"):
-        get_method("qlora").check("qlora")
+def test_qlora_runs_where_bitsandbytes_quantizes():
+    # the locked bitsandbytes quantizes to NF4 on the CPU too; its refusal: tests/test_qlora_cpu.py
+    assert get_method("qlora").check("qlora") is None
 
 
 def test_qlora_load_settings():

@@ -160,4 +160,4 @@ def test_trial_seeds_scores_the_mean_and_a_study_keeps_its_count(tiny_models, tm
                                                         "resume it with 2 or give a new --study_dir")
     assert len(calls) == 4
     assert search.main(["--trial_seeds", "0", *resume]) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == "error: --trial_seeds must be >= 1, got 0"
+    assert capsys.readouterr().err.splitlines()[-1] == "error: --trial_seeds 0: must be >= 1"

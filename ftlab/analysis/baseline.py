@@ -23,6 +23,7 @@ import numpy as np
 import sklearn
 import torch
 
+from ftlab import commandline
 from ftlab.data import datasets as dataHelper
 from ftlab.hardware import cpu_flags
 from ftlab.io import split_list
@@ -79,6 +80,11 @@ class BaselineArguments:
 
     def __post_init__(self):
         check_class_weight(self.class_weight)
+        dataHelper.check_names(self.dataset_name)
+        get_pooling(self.pooling)
+        for flag in ("max_length", "batch_size", "max_iter"):
+            commandline.positive(getattr(self, flag), f"--{flag}", allow_none=False)
+        commandline.require(not os.path.isfile(self.output_dir), f"--output_dir {self.output_dir} is a file: pass a folder")
         parse_c_grid(self.C_grid)
         if self.metric_for_best_model not in SELECTION_METRICS:
             raise ValueError(f"--metric_for_best_model {self.metric_for_best_model!r} cannot pick C; "
@@ -330,7 +336,7 @@ def run(args: BaselineArguments) -> dict:
 def parse_args(argv=None) -> BaselineArguments:
     from transformers import HfArgumentParser
 
-    (args,) = HfArgumentParser(BaselineArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = commandline.parse_dataclasses(HfArgumentParser(BaselineArguments, prog="baseline.py"), argv)
     return args
 
 
@@ -340,8 +346,7 @@ def main(argv=None) -> int:
         args = parse_args(argv)
         record = run(args)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return commandline.fail(e)
     for split, m in record["metrics"].items():
         print(f"{split}: " + ", ".join(f"{k}={v:.4f}" for k, v in m.items()))
     params = record["params"]

@@ -32,6 +32,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
+from ftlab import commandline
 from ftlab.data import llamafactory as lfdata
 from ftlab.io import split_list, write_atomic
 from ftlab.methods import registry as methods
@@ -253,14 +254,13 @@ def run(args: BenchArguments) -> List[dict]:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
-    parser = HfArgumentParser(BenchArguments)
+    parser = HfArgumentParser(BenchArguments, prog="batch_bench.py")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one isolated run
-    args, extra = parser.parse_args_into_dataclasses(args=argv)
     try:
+        args, extra = commandline.parse_dataclasses(parser, argv)
         rows = run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return commandline.fail(exc)
     if extra.worker:
         print(RESULT_PREFIX + json.dumps(rows[0]))
         return 0

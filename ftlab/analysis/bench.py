@@ -53,6 +53,7 @@ START = time.perf_counter()  # before torch/transformers load: the start-up phas
 import torch  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
+from ftlab import commandline  # noqa: E402
 from ftlab.hardware import machine  # noqa: E402
 from ftlab.io import write_atomic  # noqa: E402
 from ftlab.models.build import bf16_supported, get_model  # noqa: E402
@@ -477,7 +478,7 @@ def tta_table(result: dict, what: str) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per setup")
     parser.add_argument("--method", default="full", help="fine-tuning method for both setups")
     parser.add_argument("--model", default="minilm", help="model for both setups")
@@ -504,7 +505,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                      help="OUT.json of an earlier --time_to_accuracy run: reuse its naive runs instead of training them")
     tta.add_argument("--common_args", default="", help="train.py flags for both setups, one string (e.g. data limits)")
     parser.add_argument("--tta_worker", default=None, help=argparse.SUPPRESS)  # internal: one child run
-    args = parser.parse_args(argv)
+    args = commandline.one_line(parser).parse_args(argv)
+    commandline.positive(args.steps, "--steps", "optimizer steps per setup, e.g. 10", allow_none=False)
     args.profile = args.profile or args.whole_run
     args.variants = variants(args.variant)  # a malformed one fails before any run
     return args
@@ -516,7 +518,7 @@ def variants(specs: List[str]) -> List[tuple]:
     for spec in specs:
         label, sep, flags = spec.partition("=")
         if not sep or not label.strip():
-            raise SystemExit(f"error: --variant {spec!r} must be LABEL=FLAGS, e.g. 'fused=--optim adamw_torch_fused'")
+            raise ValueError(f"--variant {spec!r} must be LABEL=FLAGS, e.g. 'fused=--optim adamw_torch_fused'")
         out.append((label.strip(), flags))
     return out
 
@@ -551,7 +553,10 @@ def report_time_to_accuracy(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+    except ValueError as e:
+        return commandline.fail(e)
     if args.tta_worker:
         return tta_worker(args.tta_worker)
     if args.time_to_accuracy:

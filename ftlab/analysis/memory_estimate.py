@@ -39,7 +39,8 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 
-from ftlab.errors import one_line_errors
+from ftlab import commandline
+from ftlab.commandline import one_line_errors
 from ftlab.io import split_list
 from ftlab.methods.registry import ADAPTER_CONFIGS, MethodArguments
 from ftlab.methods.registry import METHODS as TRAIN_METHODS
@@ -461,8 +462,6 @@ def validate(s: Settings) -> None:
         raise ValueError(f"gpus must be >= 0, got {s.gpus}")
     if s.zero not in (0, 1, 2, 3):
         raise ValueError(f"zero must be a ZeRO stage 0, 1, 2 or 3, got {s.zero}")
-    if s.method == "qlora" and s.gpus == 0:
-        raise ValueError("qlora needs a GPU (bitsandbytes 4-bit kernels): use --gpus 1 or another method")
     if s.zero and s.gpus == 0:
         raise ValueError("ZeRO partitions over GPUs: use --gpus N >= 1 with --zero")
 
@@ -862,10 +861,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str | None, Settings,
     """(model, Settings, MemoryArguments) from the command line (HfArgumentParser over both dataclasses)."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((Settings, MemoryArguments), description=__doc__.split("\n\n")[0],
+    parser = HfArgumentParser((Settings, MemoryArguments), prog="memory.py", description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", help="model folder, config.json, embedded/built-in name or Hub id")
-    s, margs, rest = parser.parse_args_into_dataclasses(args=argv)
+    s, margs, rest = commandline.parse_dataclasses(parser, argv)
     # --lora_target_modules takes names separated by spaces or commas
     targets = [t for item in (s.lora_target_modules or []) for t in split_list(item)]
     return rest.model, replace(s, lora_target_modules=targets or None), margs

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ftlab import commandline
 from ftlab.io import write_atomic
 from ftlab.runs.record import read_record
 
@@ -502,7 +503,7 @@ def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders searched recursively for run.json (or run.json files)")
     p.add_argument("--out", default=None, help="where the tables and plots go (default: the first RUN_DIR)")
@@ -511,16 +512,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric", default="accuracy", help=f"metric for plots and the one-std note: {', '.join(METRICS)}")
     p.add_argument("--split", default="test", help="split for plots and the one-std note (test or validation)")
     p.add_argument("--no_plots", action="store_true", help="tables only (skips importing matplotlib)")
+    commandline.one_line(p)  # one-line errors; help strings with a literal % escaped
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
         rep = build_report(args.run_dirs, args.out, args.group_by, args.metric, args.split, plots=not args.no_plots)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return commandline.fail(e)
     print(rep.summary)
     print(f"differences of {args.split} {args.metric} (exceeds one std: |diff| > sqrt(std_a^2 + std_b^2)):")
     for line in rep.significance or ["(no two groups on the same data set and model)"]:

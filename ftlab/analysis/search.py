@@ -32,7 +32,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from transformers import HfArgumentParser, TrainerCallback
 
-from ftlab.errors import one_line_errors
+from ftlab import commandline
+from ftlab.commandline import one_line_errors
 from ftlab.io import write_atomic
 from ftlab.methods.registry import get_method
 from ftlab.train import steps as train
@@ -40,6 +41,11 @@ from ftlab.train import steps as train
 # Imported inside functions: optuna and yaml load only inside a search (heavy, and `--help` needs neither).
 
 logger = logging.getLogger("ftlab.search")
+
+
+# the least value of each count (trials draw 2..max_epochs epochs)
+SEARCH_MINIMUMS = {"n_trials": 1, "trial_seeds": 1, "max_epochs": 2, "pruner_startup_trials": 0,
+                   "pruner_warmup_epochs": 0}
 
 
 @dataclass
@@ -61,6 +67,13 @@ class SearchArguments:
     trial_seeds: int = field(default=1, metadata={
         "help": "Seeds each trial trains (--seed, --seed + 1, ...); the objective is their mean validation "
                 "metric. A study keeps the value it was started with."})
+
+    def __post_init__(self):
+        # before the study exists: --n_trials 0 used to leave a half-made study.db and "Record does not exist."
+        for flag, least in SEARCH_MINIMUMS.items():
+            commandline.require(getattr(self, flag) >= least, f"--{flag} {getattr(self, flag)}: must be >= {least}")
+        commandline.require(self.pruner in PRUNERS, commandline.unknown_choice("--pruner", self.pruner, list(PRUNERS)))
+        commandline.require(not os.path.isfile(self.study_dir), f"--study_dir {self.study_dir} is a file: pass a folder")
 
 
 # ---- the spaces: what each method's trial draws (learning rate around the method's default)
@@ -282,8 +295,8 @@ def fixed_settings(argv_args) -> Dict[str, Any]:
 
 def parse_args(argv: Sequence[str]):
     """(SearchArguments, train.py flags left for every trial)."""
-    parser = HfArgumentParser(SearchArguments)
-    sargs, rest = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+    parser = HfArgumentParser(SearchArguments, prog="search.py")
+    sargs, rest = commandline.parse_dataclasses(parser, list(argv), return_remaining_strings=True)
     return sargs, rest
 
 
@@ -300,8 +313,6 @@ def keep_trial_seeds(study, sargs: SearchArguments) -> None:
 
 def search(argv: Sequence[str]) -> Dict[str, Any]:
     sargs, base_argv = parse_args(argv)
-    if sargs.trial_seeds < 1:
-        raise ValueError(f"--trial_seeds must be >= 1, got {sargs.trial_seeds}")
     base = train.parse_args(list(base_argv) + ["--output_dir", os.path.join(sargs.study_dir, "probe")])
     metric = base[-1].metric_for_best_model or "accuracy"
     study = open_study(sargs, "minimize" if metric.endswith("loss") else "maximize")

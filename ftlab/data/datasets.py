@@ -1,7 +1,7 @@
 """Every data set of ftlab, as one `DatasetDict` contract: the body of the course's dataHelper.py (the SAMSum /
 TAT-QA alpaca records for LLaMA-Factory are in ftlab/data/llamafactory.py; `export` below writes them).
 
-    get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, label (ClassLabel)
+    get_dataset("restaurant_sup", sep_token="[SEP]")  -> DatasetDict{train, test}: text, label (ClassLabel), labels
     get_dataset(["restaurant_sup", "laptop_sup"])    -> labels 0-5, names "restaurant_sup:negative", ...
     get_dataset("mrpc", prompt="{sentence1} {sep} {sentence2}")  -> train / validation / test
     get_fs("acl", "[SEP]", sample_size=32)            -> 32 class-balanced train rows, 32 random test rows
@@ -40,6 +40,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_from_disk
 from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
+from ftlab import commandline
 from ftlab.data.llamafactory import export_llamafactory
 from ftlab.data.readers import (
     HubCopy,
@@ -462,8 +463,15 @@ def clear_cache(memory: bool = True, disk: bool = False) -> None:
 # --------------------------------------------------------------------------- public API
 def _spec(name: str) -> DatasetSpec:
     if not isinstance(name, str) or name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+        raise ValueError(commandline.unknown_choice("dataset", name, sorted(DATASETS)))
     return DATASETS[name]
+
+
+def check_names(dataset_name: Union[str, Sequence[str]]) -> None:
+    """Refuse an unknown set name (comma-separated names: each) before anything loads; nearest names named."""
+    names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
+    for name in names or [""]:
+        _spec(name)
 
 
 def _resolve_options(name: str, options: Mapping[str, Any]) -> Dict[str, Any]:
@@ -485,6 +493,16 @@ def _cache_key(name: str, sep_token: str, data_dir: str, options: Mapping[str, A
     return key, reader
 
 
+def _with_rows(raw: Raw, release: Release, data_dir: str) -> Raw:
+    """The raw splits, refused when train or test (or agnews' one file) is empty (a header-only file trained on nothing and failed
+    at scoring with KeyError 'eval_accuracy', naming no file)."""
+    empty = [split for split, records in raw[1].items() if not records and split != "validation"]
+    if empty:
+        raise ValueError(f"{release.root(data_dir)}: the {' and '.join(empty)} split has no rows (files "
+                         f"{', '.join(release.files)}): restore or re-download the files")
+    return raw
+
+
 def _load_one(name: str, sep_token: str, data_dir: str, options: Mapping[str, Any]) -> DatasetDict:
     spec = _spec(name)
     opts = _resolve_options(name, options)
@@ -493,7 +511,7 @@ def _load_one(name: str, sep_token: str, data_dir: str, options: Mapping[str, An
     def build() -> DatasetDict:
         if spec.parent:
             return spec.build(_load_one(spec.parent, sep_token, data_dir, {}), **opts)
-        return spec.build(reader(), sep_token, **opts)
+        return spec.build(_with_rows(reader(), RELEASES[spec.release], data_dir), sep_token, **opts)
 
     return _cached(name, key, build)
 
@@ -519,14 +537,29 @@ def _aggregate(parts: Sequence[Tuple[str, DatasetDict]]) -> DatasetDict:
     return DatasetDict(out)
 
 
+def with_labels_column(dd: DatasetDict) -> DatasetDict:
+    """Each split with `labels` beside `label` (the same ClassLabel ids): the assignment's text and its first
+    test read `label`, the course's current test reads `labels`. Only the public API adds it; training,
+    the SVM and predict load through `load_for_run` / `_load`, which keep the one `label` column."""
+    return DatasetDict({split: ds.add_column("labels", ds["label"], new_fingerprint=f"{ds._fingerprint}-labels",
+                                             feature=ds.features["label"])
+                        for split, ds in dd.items()})
+
+
 def get_dataset(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
                 **options) -> DatasetDict:
-    """A DatasetDict with `train`, `test` (and `validation` where the set has one), columns `text`
-    and `label` (ClassLabel). A list of names aggregates them with label offsets.
+    """A DatasetDict with `train`, `test` (and `validation` where the set has one), columns `text`,
+    `label` (ClassLabel) and `labels` (the same ids). A list of names aggregates them with label offsets.
 
     options: `prompt` (mrpc template with {sentence1}, {sentence2}, {sep}); `validation` ("dev" or "holdout":
     restaurant_sup, laptop_sup); `shots`, `seed` (_fs sets);
     `train_size`, `test_size`, `seed` (imdb_2k). In a list, each set takes the options it accepts."""
+    return with_labels_column(_load(dataset_name, sep_token, data_dir, **options))
+
+
+def _load(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP>", data_dir: Optional[str] = None,
+          **options) -> DatasetDict:
+    """get_dataset's splits with the one `label` column (what training, the SVM and get_fs build on)."""
     data_dir = default_data_dir(data_dir)
     if isinstance(dataset_name, str):
         return _load_one(dataset_name, sep_token, data_dir, options)
@@ -555,7 +588,7 @@ def load_for_run(dataset_name: Union[str, Sequence[str]], sep_token: str = "<SEP
     options left unset (None, '') take the sets' own defaults."""
     names = split_list(dataset_name) if isinstance(dataset_name, str) else list(dataset_name)
     given = {key: value for key, value in options.items() if value}
-    data = get_dataset(names[0] if len(names) == 1 else names, sep_token, data_dir, **given)
+    data = _load(names[0] if len(names) == 1 else names, sep_token, data_dir, **given)
     return data, data["train"].features["label"].num_classes
 
 
@@ -572,9 +605,10 @@ def _fs_base(name: str) -> str:
 def get_fs(name: str, sep_token: str = "<SEP>", sample_size: int = 32, seed: int = DEFAULT_SEED,
            data_dir: Optional[str] = None, **options) -> DatasetDict:
     """Few-shot DatasetDict: exactly `sample_size` rows in `train` (classes as even as possible, the
-    remainder to a seeded choice of classes) and in `test` (a seeded uniform sample)."""
+    remainder to a seeded choice of classes) and in `test` (a seeded uniform sample); columns `text`,
+    `label` and `labels` as get_dataset's."""
     base = _fs_base(name)
-    full = get_dataset(base, sep_token, data_dir, **options)
+    full = _load(base, sep_token, data_dir, **options)
     train, test = full["train"], full["test"]
     names = train.features["label"].names
     if not isinstance(sample_size, int) or sample_size < 1:
@@ -586,7 +620,8 @@ def get_fs(name: str, sep_token: str = "<SEP>", sample_size: int = 32, seed: int
     if sample_size > len(test):
         raise ValueError(f"sample_size={sample_size} is larger than {base}'s test split ({len(test)} rows)")
     test_idx = np.sort(rng.choice(len(test), size=sample_size, replace=False)).tolist()
-    return DatasetDict(train=train.select(idx, keep_in_memory=True), test=test.select(test_idx, keep_in_memory=True))
+    return with_labels_column(DatasetDict(train=train.select(idx, keep_in_memory=True),
+                                          test=test.select(test_idx, keep_in_memory=True)))
 
 
 # --------------------------------------------------------------------------- what a run trained on
@@ -754,13 +789,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        args = commandline.one_line(build_parser()).parse_args(argv)
         return args.func(args)
     except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return commandline.fail(err)
 
 
 if __name__ == "__main__":

@@ -52,8 +52,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
+from ftlab import commandline
+from ftlab.commandline import one_line_errors
 from ftlab.data import llamafactory as lfdata
-from ftlab.errors import one_line_errors
 from ftlab.io import write_atomic, write_json_atomic
 from ftlab.models.build import bf16_supported  # train.py's rule: CUDA bf16, or AVX512-BF16/AMX + oneDNN
 from ftlab.models.checkpoints import resolve_model_name
@@ -481,7 +482,7 @@ def run_predict(args: PredictArguments) -> Dict[str, Any]:
 
 @one_line_errors(ValueError, OSError)
 def predict_main(argv: Optional[List[str]] = None) -> int:
-    (args,) = HfArgumentParser(PredictArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = commandline.parse_dataclasses(HfArgumentParser(PredictArguments, prog="ftlab inference predict"), argv)
     results = run_predict(args)
     print(f"{results['n']} predictions in {results['predict_runtime']:.1f} s "
           f"({results['samples_per_minute']:.1f}/min, batch {results['batch_size']}, bf16 {results['bf16']}): "
@@ -499,7 +500,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 @one_line_errors()
 def answer_main(argv: List[str]) -> int:
-    (args,) = HfArgumentParser(InferenceArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = commandline.parse_dataclasses(HfArgumentParser(InferenceArguments, prog="ftlab inference"), argv)
     prompt, answer, reference = run(args)
     print(f"=== prompt ({args.dataset} {args.split} #{args.sid}) ===\n{prompt}")
     print(f"=== answer ({args.model_name_or_path}) ===\n{answer}")

@@ -24,6 +24,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from transformers import HfArgumentParser
 
+from ftlab import commandline
 from ftlab.io import read_jsonl, write_json_atomic
 from ftlab.metrics import tatqa as tatqa_metric
 from ftlab.metrics.text_generation import (
@@ -49,6 +50,11 @@ def load_prediction_rows(path: str, pred_field: str = "predict", label_field: st
         if missing:
             raise ValueError(f"{path} line {lineno}: missing field(s) {missing}; each line needs "
                              f"{pred_field!r} and {label_field!r} (set --pred_field/--label_field)")
+        wrong = [k for k in (pred_field, label_field) if not isinstance(row[k], (str, type(None)))]
+        if wrong:  # a number or a list here used to end in AttributeError ('int' object has no attribute 'strip')
+            raise ValueError(f"{path} line {lineno}: {wrong[0]!r} is {row[wrong[0]]!r}, not text: write generated "
+                             f"text there (a quoted JSON string), or point --{'pred' if wrong[0] == pred_field else 'label'}"
+                             "_field at the text field")
         # LLaMA-Factory's labels end with the template's "\n" after the end-of-turn token.
         rows.append({"prompt": str(row.get("prompt") or ""), "predict": (row[pred_field] or "").strip(),
                      "label": (row[label_field] or "").strip()})
@@ -103,10 +109,10 @@ class EvalArgs(EvalOptions):
 
 
 def parse_args(argv: Optional[List[str]] = None) -> EvalArgs:
-    parser = HfArgumentParser(EvalOptions, description=__doc__.split("\n\n")[0],
+    parser = HfArgumentParser(EvalOptions, prog="eval.py", description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("predictions", help=EvalArgs.__dataclass_fields__["predictions"].metadata["help"])
-    opts, rest = parser.parse_args_into_dataclasses(args=argv)
+    opts, rest = commandline.parse_dataclasses(parser, argv)
     if opts.no_bertscore and opts.bertscore_model != DEFAULT_BERTSCORE_MODEL:
         parser.error("--bertscore_model and --no_bertscore exclude each other: pass one")
     if opts.tatqa_gold and opts.task == "summary":
@@ -192,14 +198,13 @@ def evaluate(args: EvalArgs) -> Dict[str, object]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_args(argv)
     try:
+        args = parse_args(argv)
         metrics = evaluate(args)
         out = args.out or os.path.join(os.path.dirname(os.path.abspath(args.predictions)), "metrics.json")
         write_json_atomic(out, metrics)
     except (ValueError, OSError) as exc:  # OSError: FileNotFoundError, an unwritable --out
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return commandline.fail(exc)
     print(format_table(metrics))
     print(f"wrote {out}")
     return 0

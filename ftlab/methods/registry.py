@@ -13,12 +13,14 @@
 - `adapter`: bottleneck adapters from the `adapters` library (`pfeiffer` = seq_bn, `houlsby` =
   double_seq_bn, `parallel` = par_bn) with a reduction factor; the head trains too.
 - `qlora`: 4-bit NF4 base with double quantization (bitsandbytes, bf16 compute), k-bit preparation,
-  peft LoRA, paged 8-bit AdamW. CUDA only.
+  peft LoRA, paged 8-bit AdamW. On CUDA, or on the CPU through bitsandbytes' CPU backend (no paging there:
+  bitsandbytes falls back to the plain 8-bit AdamW).
 
 A new method: one `apply_*` function + one registry line + a test of which parameters train.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ftlab.commandline import unknown_choice
 from ftlab.io import split_list
 from ftlab.speed.narrowlinear import narrow_linear
 
@@ -299,10 +302,38 @@ def _is_norm(module: nn.Module) -> bool:
     return isinstance(module, (nn.LayerNorm, nn.RMSNorm)) or type(module).__name__.endswith(("LayerNorm", "RMSNorm"))
 
 
-def check_cuda(method: str) -> None:
-    if not torch.cuda.is_available():
-        raise ValueError(f"method {method!r} needs a CUDA GPU (bitsandbytes 4-bit weights); "
-                         "on CPU use --method lora")
+# bitsandbytes runs NF4 weights and its 8-bit optimizers on the CPU since its CPU backend (0.46; the lock
+# holds 0.50); an older one, or a build without that backend, fails on the first quantize.
+BNB_CPU_SINCE = "0.46"
+
+
+@functools.lru_cache(maxsize=None)
+def bnb_4bit_problem(device_type: str) -> Optional[str]:
+    """Why bitsandbytes cannot hold NF4 weights on `device_type` ("cpu" / "cuda"), or None: a capability
+    probe (quantize and dequantize 64 values there), not a version table, so any build that serves passes."""
+    try:
+        import bitsandbytes
+        import bitsandbytes.functional as bnbf
+    except ImportError as e:
+        return f"bitsandbytes is not importable ({e}); `uv sync` installs the locked one"
+    try:
+        weights = torch.ones(64, dtype=torch.bfloat16, device=device_type)
+        packed, state = bnbf.quantize_4bit(weights, quant_type="nf4", compress_statistics=True)
+        bnbf.dequantize_4bit(packed, state)
+    except Exception as e:  # noqa: BLE001 - any failure means "no backend here"; its text goes in the message
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        return (f"bitsandbytes {bitsandbytes.__version__} has no {device_type} 4-bit backend ({first}); "
+                f"the {device_type} backend needs bitsandbytes >= {BNB_CPU_SINCE} (`uv sync` installs the locked one)")
+    return None
+
+
+def check_bnb_4bit(method: str) -> None:
+    """qlora runs wherever bitsandbytes quantizes to NF4: CUDA when there is a GPU, else its CPU backend."""
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    problem = bnb_4bit_problem(device_type)
+    if problem:
+        raise ValueError(f"method {method!r} needs bitsandbytes 4-bit weights on {device_type}: {problem}; "
+                         "or use --method lora")
 
 
 def qlora_load_kwargs(args: MethodArguments) -> dict:
@@ -311,6 +342,24 @@ def qlora_load_kwargs(args: MethodArguments) -> dict:
     quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                                bnb_4bit_compute_dtype=torch.bfloat16)
     return {"quantization_config": quant, "torch_dtype": torch.bfloat16}
+
+
+def dequantize_4bit_into(quantized: nn.Module, target: nn.Module) -> int:
+    """Copy every bitsandbytes NF4 weight of `quantized`, dequantized, into the same-named module of `target`
+    (the same model loaded unquantized); returns how many. A qlora merge then adds LoRA to the weights the run
+    trained against rather than to the checkpoint's, so the export computes what the run computed."""
+    import bitsandbytes as bnb
+    import bitsandbytes.functional as bnbf
+
+    modules = dict(target.named_modules())
+    copied = 0
+    for name, module in quantized.named_modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            weight = modules[name].weight
+            with torch.no_grad():
+                weight.copy_(bnbf.dequantize_4bit(module.weight.data, module.weight.quant_state).to(weight))
+            copied += 1
+    return copied
 
 
 def apply_qlora(model, args: MethodArguments):
@@ -370,8 +419,9 @@ METHODS: Dict[str, Method] = {m.name: m for m in [
            _lora_settings, memory_as="lora", epochs=7),
     Method("adapter", apply_adapter, 1e-3, "bottleneck adapters (adapters library), head trains", _adapter_settings,
            epochs=20),
-    Method("qlora", apply_qlora, 2e-4, "4-bit NF4 base + peft LoRA, paged 8-bit AdamW (CUDA)", _lora_settings,
-           load_kwargs=qlora_load_kwargs, check=check_cuda, training_overrides={"optim": "paged_adamw_8bit"}),
+    Method("qlora", apply_qlora, 2e-4, "4-bit NF4 base + peft LoRA, paged 8-bit AdamW (CUDA or CPU)",
+           _lora_settings, load_kwargs=qlora_load_kwargs, check=check_bnb_4bit,
+           training_overrides={"optim": "paged_adamw_8bit"}),
 ]}
 
 
@@ -392,7 +442,7 @@ def epochs_help() -> str:
 
 def get_method(name: str) -> Method:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid: {', '.join(METHODS)}")
+        raise ValueError(unknown_choice("method", name, list(METHODS)))
     return METHODS[name]
 
 

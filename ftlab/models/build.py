@@ -4,6 +4,7 @@ that training, predict and LLM inference share.
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import torch
@@ -18,12 +19,21 @@ def cpu_supports_bf16() -> bool:
     return torch.backends.mkldnn.is_available() and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 
+# FTLAB_BF16=1 / 0 forces the CPU's answer (unset: detect): one test suite runs both precision paths on either
+# kind of CPU (.ci/run runs the `precision` tests once each way); oneDNN runs bf16 autocast on AVX2 too, slowly
+BF16_ENV = "FTLAB_BF16"
+
+
 def bf16_supported(device_type: Optional[str] = None) -> bool:
-    """bf16 is fast on this device type ("cuda" / "cpu"; default: CUDA when available, else the CPU)."""
+    """bf16 is fast on this device type ("cuda" / "cpu"; default: CUDA when available, else the CPU); on the
+    CPU $FTLAB_BF16 (1 / 0) overrides the detection."""
     if device_type is None:
         device_type = "cuda" if torch.cuda.is_available() else "cpu"
     if device_type == "cuda":
         return torch.cuda.is_bf16_supported()
+    forced = os.environ.get(BF16_ENV, "").strip().lower()
+    if forced in ("1", "true", "yes", "0", "false", "no"):
+        return forced in ("1", "true", "yes")
     return cpu_supports_bf16()
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Callable, Dict
 from urllib.parse import urlparse
 
+from ftlab.commandline import one_line
+
 # Imported inside functions: torch, transformers and huggingface_hub load inside the functions that touch a model or the Hub: every tool imports this module for its names.
 
 logger = logging.getLogger(__name__)
@@ -283,6 +285,10 @@ def untrained_pooler(model_dir: str) -> bool:
         return False
 
 
+# a folder holding none of these is no model or run (a peft run folder has adapter_config.json and a tokenizer)
+MODEL_FOLDER_FILES = ("config.json", "adapter_config.json", "tokenizer_config.json", "tokenizer.json")
+
+
 def load_tokenizer(model_name: str, trust_remote_code: bool = False):
     """The tokenizer of an embedded name, local folder or Hub id, with a pad token (decoders: eos).
 
@@ -290,6 +296,10 @@ def load_tokenizer(model_name: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = resolve_model_name(model_name)
+    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in MODEL_FOLDER_FILES):
+        # transformers' own message here is one 4,900-character line listing every model type
+        raise ValueError(f"{model_name!r} is not a model folder (no config.json or tokenizer files): pass a saved "
+                         f"model folder, an embedded name ({', '.join(EMBEDDED_MODELS)}) or a Hub id")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as e:  # missing folder / Hub id offline, malformed repo id
@@ -324,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     prep = sub.add_parser("prepare", help="convert if needed, print the path, link local_models/NAME")
     prep.add_argument("name", help=f"one of: {', '.join(sorted(EMBEDDED_MODELS))}")
     sub.add_parser("list", help="print the embedded model names")
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        args = one_line(parser).parse_args(argv)
         if args.command == "list":
             print("\n".join(sorted(EMBEDDED_MODELS)))
         else:

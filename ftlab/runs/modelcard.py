@@ -20,8 +20,9 @@ import sys
 from collections import Counter
 from typing import Dict, List, Optional, Sequence
 
+from ftlab import commandline
 from ftlab.data.datasets import DATASETS, RELEASES, data_kind, dataset_label_names, sep_token_for
-from ftlab.errors import one_line_errors
+from ftlab.commandline import one_line_errors
 from ftlab.io import read_jsonl, split_list, write_atomic
 from ftlab.runs.record import read_record
 
@@ -188,7 +189,8 @@ def separator_of(folder: str, record: dict) -> str:
     try:
         from transformers import AutoTokenizer
 
-        return sep_token_for(AutoTokenizer.from_pretrained(folder), None)
+        # never the folder's own tokenizer code (auto_map): a run folder is data someone may hand you
+        return sep_token_for(AutoTokenizer.from_pretrained(folder, trust_remote_code=False), None)
     except (OSError, ValueError):
         return "the tokenizer's sep token (else its eos token)"
 
@@ -291,7 +293,7 @@ def write_model_card(folder: str, record: dict, export: Optional[dict] = None,
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="(Re)write RUN_DIR/README.md, the model card, from its run.json.")
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="a run folder written by train.py")
-    for folder in parser.parse_args(argv).run_dirs:
+    for folder in commandline.one_line(parser).parse_args(argv).run_dirs:
         print(write_model_card(folder, read_record(folder)))
     return 0
 

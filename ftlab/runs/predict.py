@@ -5,7 +5,8 @@
     uv run ftlab predict RUN_DIR --merge_to exports/bbc-lora                   # plain HF model + tokenizer + card
 
 RUN_DIR is a folder written by train.py (run.json + the saved model), of any method: full, head,
-lora (peft adapter + the base model named in run.json), lora_scratch, adapter, qlora (CUDA only).
+lora (peft adapter + the base model named in run.json), lora_scratch, adapter, qlora (4-bit NF4 base:
+CUDA, or the CPU through bitsandbytes' CPU backend).
 The tokenizer, label names, max_length, eval batch size and bf16 come from the run.
 
 Text format (`--text_format auto`, the default) follows the run's data set:
@@ -31,7 +32,15 @@ up(relu(down(h))) inside each layer, a nonlinear function, not a weight change, 
 library merges only LoRA and (IA)^3 adapters; DIR then holds the model with its adapter, loaded with
 the `adapters` library (3 lines, in DIR/README.md). Every export is reloaded from disk and its
 logits compared with the run's on a few test texts (printed); DIR/README.md is its model card.
-Bad input (no such folder, not a run folder, unknown column, empty file) is one `error:` line, exit 2.
+Bad input (no such folder, not a run folder, unknown column, empty file or text, a file type or
+encoding it cannot read, truncated weights) is one `error:` line, exit 2, and nothing is written.
+
+Safe by default: a run folder is data someone may hand you, so nothing in it turns on code execution.
+Its .py files (config.json / tokenizer_config.json `auto_map`) run only with the user's own
+`--trust_remote_code` (run.json's trust_remote_code is ignored, with a warning naming the files);
+weights load from safetensors, and a folder with pickle weights only (pytorch_model.bin,
+adapter_model.bin) needs `--allow_pickle`. The base model a lora/qlora run names is printed before
+it is loaded.
 """
 from __future__ import annotations
 
@@ -44,6 +53,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -51,6 +61,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, HfArgumentParser
 
+from ftlab.commandline import join_negative_values, one_line
 from ftlab.data.datasets import MRPC_PROMPT, data_kind, dataset_label_names, sep_token_for
 from ftlab.io import read_jsonl, write_atomic
 from ftlab.methods import registry as methods
@@ -68,8 +79,14 @@ logger = logging.getLogger("ftlab.predict")
 PROGRESS_MIN_TEXTS = 500  # a progress bar from this many texts on
 CHECK_TEXTS = 16  # test texts the merged export is compared on
 MERGE_TOLERANCE = 1e-4
-LOADERS_NEEDING_CUDA = ("qlora",)
+LOADERS_NEEDING_4BIT = ("qlora",)  # a bitsandbytes NF4 base: CUDA, or the CPU through its CPU backend
 CANNED_TEXTS = ["This is a short test sentence.", "Another, rather different example text about sports."]
+TEXT_FORMATS = ("auto", "raw")
+ERROR_CHARS = 200  # an error line is cut here: the point, not a library's page of advice
+SAFE_WEIGHTS = ("model.safetensors", "adapter_model.safetensors")
+SAFE_INDEX = "model.safetensors.index.json"
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
+CODE_CONFIGS = ("config.json", "tokenizer_config.json")  # where auto_map names a folder's own .py files
 
 
 @dataclass
@@ -96,21 +113,66 @@ class PredictArguments:
     merge_to: Optional[str] = field(default=None, metadata={
         "help": "Export a plain Hugging Face model (LoRA merged) + tokenizer + model card to this folder."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --merge_to folder."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run the .py files the run folder's configs name (auto_map). Only for a folder you trust; "
+                "run.json cannot turn this on."})
+    allow_pickle: bool = field(default=False, metadata={
+        "help": "Load pickle weights (pytorch_model.bin, adapter_model.bin) of a folder without safetensors; "
+                "unpickling can run code: only for a folder you trust."})
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> Tuple[str, List[str], PredictArguments]:
     parser = HfArgumentParser(PredictArguments, description="Predict with a train.py run, or export it.")
     parser.add_argument("run_dir", help="A run folder written by train.py (holds run.json).")
     parser.add_argument("texts", nargs="*", help="Texts to classify (see the module help for ABSA/MRPC).")
-    args, extra = parser.parse_args_into_dataclasses(
-        args=list(sys.argv[1:] if argv is None else argv), look_for_args_file=False)
-    if args.text_format not in ("auto", "raw"):
-        raise ValueError(f"--text_format must be auto or raw, not {args.text_format!r}")
-    if not (extra.texts or args.file or args.merge_to):
+    one_line(parser)
+    # intermixed: `RUN --term food "text"` as well as `RUN "text" --term food` (a plain parse stops filling
+    # the positionals at the first option and leaves the text over)
+    namespace = parser.parse_intermixed_args(join_negative_values(sys.argv[1:] if argv is None else argv))
+    args = PredictArguments(**{f.name: getattr(namespace, f.name) for f in fields(PredictArguments)})
+    check_args(args, namespace.texts)
+    return namespace.run_dir, list(namespace.texts), args
+
+
+def check_args(args: PredictArguments, texts: Sequence[str]) -> None:
+    """One-line errors for what the command line alone shows is wrong, before any model loads."""
+    if args.text_format not in TEXT_FORMATS:
+        raise ValueError(f"--text_format must be {' or '.join(TEXT_FORMATS)}, not {args.text_format!r}")
+    if not (texts or args.file or args.merge_to):
         raise ValueError("nothing to do: give TEXT ..., --file F or --merge_to DIR")
-    if extra.texts and args.file:
+    if texts and args.file:
         raise ValueError("give texts or --file, not both")
-    return extra.run_dir, list(extra.texts), args
+    empty = [i for i, t in enumerate(texts, 1) if not t.strip()]
+    if empty:
+        raise ValueError(f"text {empty[0]} is empty: give the sentence to classify")
+    if args.term is not None and not args.term.strip():
+        raise ValueError("--term is empty: give the aspect term (e.g. --term food)")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch_size {args.batch_size}: must be >= 1")
+    if args.file:
+        check_extension(args.file, "--file", READERS)
+    if args.out:
+        check_extension(args.out, "--out", WRITERS)
+        if args.file and os.path.abspath(args.out) == os.path.abspath(args.file):
+            raise ValueError(f"--out {args.out} is the --file itself: write the predictions to another file")
+    check_device(args.device)
+
+
+def check_extension(path: str, flag: str, registry: dict) -> None:
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in registry:
+        raise ValueError(f"{flag} {path}: unknown file type {ext or '(none)'!r}; supported: {', '.join(registry)}")
+
+
+def check_device(device: Optional[str]) -> None:
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ValueError(f"--device {device!r}: not a device; use cpu, cuda or cuda:N") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU here; use --device cpu")
 
 
 # ---------------------------------------------------------------- the text format of a run
@@ -153,7 +215,15 @@ def text_format_of(record: dict, tokenizer, args: PredictArguments) -> TextForma
                       config.get("prompt") or MRPC_PROMPT, args.part_separator, args.text_format == "raw")
 
 
-# ---------------------------------------------------------------- loading a run
+# ---------------------------------------------------------------- loading a run, safely
+
+@dataclass(frozen=True)
+class Loading:
+    """How a run folder may be loaded: decided by the user's flags and the files present, never by run.json."""
+
+    remote_code: bool = False  # --trust_remote_code: import the .py files its configs name
+    safetensors: bool = True  # False: pickle weights only, which --allow_pickle allowed
+
 
 @dataclass
 class LoadedRun:
@@ -167,6 +237,21 @@ class LoadedRun:
     bf16: bool
     max_length: int
     batch_size: int
+    loading: Loading = field(default_factory=Loading)
+
+
+def read_json(path: str) -> dict:
+    """A JSON object file ({} when absent); one-line error naming the file when it is not one."""
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (ValueError, OSError) as e:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{path}: not a readable JSON file ({e}): copy the run folder again") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a JSON object (got {type(data).__name__})")
+    return data
 
 
 def read_run(run_dir: str) -> dict:
@@ -176,6 +261,9 @@ def read_run(run_dir: str) -> dict:
     if record.get("method") not in MODEL_LOADERS:
         raise ValueError(f"{run_dir}: method {record.get('method')!r} keeps no model `ftlab predict` can load "
                          f"(it loads {', '.join(MODEL_LOADERS)} runs)")
+    if record["method"] in LOADERS_NEEDING_BASE and not record.get("model"):
+        raise ValueError(f"{run_dir}/run.json names no base model ('model'): a {record['method']} run "
+                         "folder holds only the adapter; copy the run.json train.py wrote")
     return record
 
 
@@ -184,10 +272,9 @@ def label_names_of(run_dir: str, record: dict) -> List[str]:
     data = record.get("data") or {}
     if data.get("label_names"):
         return list(data["label_names"])
-    config_file = os.path.join(run_dir, "config.json")
-    if os.path.isfile(config_file):
-        id2label = AutoConfig.from_pretrained(run_dir).id2label
-        return [id2label[i] for i in range(len(id2label))]
+    id2label = read_json(os.path.join(run_dir, "config.json")).get("id2label") or {}
+    if id2label:  # read as JSON: no config class (and no code of the folder) is involved
+        return [id2label[str(i)] for i in range(len(id2label))]
     names = dataset_label_names(record)
     if not names:
         logger.warning("label names unknown (run.json has none, the data set cannot be loaded): LABEL_i")
@@ -200,23 +287,110 @@ def base_model_name(record: dict) -> str:
     return path if path and os.path.isdir(path) else record["model"]
 
 
+def code_files(folder: str) -> List[str]:
+    """The .py files a model folder's configs name in auto_map: what trust_remote_code would import
+    ('module.Class' -> FOLDER/module.py; a Hub reference 'repo--module.Class' -> repo--module.py)."""
+    refs: List[Any] = []
+    for name in CODE_CONFIGS:
+        auto_map = read_json(os.path.join(folder, name)).get("auto_map") or {}
+        for value in (auto_map.values() if isinstance(auto_map, dict) else auto_map):
+            refs += value if isinstance(value, list) else [value]  # tokenizers: [slow, fast]
+    return sorted({os.path.join(folder, ref.rsplit(".", 1)[0] + ".py") for ref in refs if isinstance(ref, str)})
+
+
+def check_model_type(run_dir: str, files: List[str], loading: Loading) -> None:
+    """A config.json whose model type transformers does not know: its own code (refused without the flag)
+    or a wrong / newer folder; one line instead of transformers' page."""
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    path = os.path.join(run_dir, "config.json")
+    model_type = read_json(path).get("model_type")
+    if not os.path.isfile(path) or model_type in CONFIG_MAPPING or (files and loading.remote_code):
+        return
+    if files:
+        raise ValueError(f"{run_dir}: model type {model_type!r} exists only in the folder's code "
+                         f"({', '.join(os.path.basename(f) for f in files)}): pass --trust_remote_code if you trust it")
+    raise ValueError(f"{path}: unknown model type {model_type!r} (transformers {transformers.__version__}): "
+                     "copy the run folder train.py wrote")
+
+
+def check_remote_code(run_dir: str, record: dict, loading: Loading) -> None:
+    """Say which code a folder asks to run and that only --trust_remote_code runs it; refuse a model whose
+    architecture exists only in that code (transformers could not build it without running it)."""
+    base = base_model_name(record) if record["method"] in LOADERS_NEEDING_BASE else None
+    files = code_files(run_dir) + (code_files(base) if base and os.path.isdir(base) else [])
+    check_model_type(run_dir, files, loading)
+    if loading.remote_code:
+        if files:
+            print(f"warning: --trust_remote_code: running {', '.join(files)}", file=sys.stderr)
+        return
+    if files or (record.get("config") or {}).get("trust_remote_code"):
+        print(f"warning: {run_dir} asks to run its own code ({', '.join(files) or 'run.json trust_remote_code'});"
+              " not run: pass --trust_remote_code only if you trust it", file=sys.stderr)
+
+
+def safetensors_files(run_dir: str) -> List[str]:
+    """The run's safetensors weight files (an index's shards included)."""
+    files = [os.path.join(run_dir, n) for n in SAFE_WEIGHTS if os.path.isfile(os.path.join(run_dir, n))]
+    index = read_json(os.path.join(run_dir, SAFE_INDEX))
+    return files + [os.path.join(run_dir, s) for s in sorted(set((index.get("weight_map") or {}).values()))]
+
+
+def check_safetensors(path: str) -> None:
+    """Open the file's header, which safetensors checks against the file's size: a truncated or foreign
+    file fails here, named, instead of as a SafetensorError deep inside from_pretrained."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt"):
+            pass
+    except (SafetensorError, OSError):
+        logger.debug("unreadable %s", path, exc_info=True)  # safetensors' words add nothing a user can act on
+        raise ValueError(f"{path}: truncated or corrupt weights: copy the run folder again or re-run training") from None
+
+
+def loading_of(run_dir: str, args: PredictArguments) -> Loading:
+    """safetensors where the folder has them (each checked whole); pickle-only folders need --allow_pickle."""
+    safe = safetensors_files(run_dir)
+    for path in safe:
+        check_safetensors(path)
+    if safe:
+        return Loading(args.trust_remote_code, safetensors=True)
+    pickles = [n for n in PICKLE_WEIGHTS if os.path.isfile(os.path.join(run_dir, n))]
+    if not pickles:
+        raise ValueError(f"{run_dir}: no model weights ({', '.join(SAFE_WEIGHTS)}): not a train.py run folder, "
+                         "or its model was deleted")
+    if not args.allow_pickle:
+        raise ValueError(f"{run_dir}: pickle weights only ({', '.join(pickles)}), which can run code when loaded: "
+                         "pass --allow_pickle if you trust the folder")
+    return Loading(args.trust_remote_code, safetensors=False)
+
+
 def _model_args(record: dict):
     config = record.get("config") or {}
     return MethodArguments(**{f.name: config[f.name] for f in fields(MethodArguments) if f.name in config})
 
 
-def _weights(run_dir: str) -> Dict[str, torch.Tensor]:
-    """The saved state dict of a run folder (model.safetensors or its sharded index)."""
+def _load_shard(path: str) -> Dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
-    single, index = os.path.join(run_dir, "model.safetensors"), os.path.join(run_dir, "model.safetensors.index.json")
-    if os.path.isfile(single):
-        return load_file(single)
-    if os.path.isfile(index):
-        with open(index) as f:
-            shards = sorted(set(json.load(f)["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(os.path.join(run_dir, shard)).items()}
-    raise ValueError(f"{run_dir}: no model weights (model.safetensors): was the run's model deleted?")
+    if path.endswith(".safetensors"):
+        return load_file(path)
+    return torch.load(path, map_location="cpu", weights_only=True)  # reached only with --allow_pickle
+
+
+def _weights(run_dir: str) -> Dict[str, torch.Tensor]:
+    """The saved state dict of a run folder: model.safetensors (or its shards), else the pickle files that
+    loading_of let through."""
+    names = ("model.safetensors", SAFE_INDEX, "pytorch_model.bin", "pytorch_model.bin.index.json")
+    path = next((os.path.join(run_dir, n) for n in names if os.path.isfile(os.path.join(run_dir, n))), None)
+    if path is None:
+        raise ValueError(f"{run_dir}: no model weights (model.safetensors): was the run's model deleted?")
+    if not path.endswith(".json"):
+        return _load_shard(path)
+    shards = sorted(set(read_json(path).get("weight_map", {}).values()))
+    return {k: v for shard in shards for k, v in _load_shard(os.path.join(run_dir, shard)).items()}
 
 
 def load_weights(model, run_dir: str) -> None:
@@ -231,62 +405,67 @@ def load_weights(model, run_dir: str) -> None:
                          f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
 
 
-def _empty_model(run_dir: str, record: dict):
+def _empty_model(run_dir: str, loading: Loading):
     from transformers.modeling_utils import no_init_weights
 
-    trust = bool((record.get("config") or {}).get("trust_remote_code"))
-    config = AutoConfig.from_pretrained(run_dir, trust_remote_code=trust)
+    config = AutoConfig.from_pretrained(run_dir, trust_remote_code=loading.remote_code)
     with no_init_weights():  # every weight comes from the run folder
-        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust)
+        return AutoModelForSequenceClassification.from_config(config, trust_remote_code=loading.remote_code)
 
 
-def load_plain(run_dir: str, record: dict, label_names: List[str]):
+def load_plain(run_dir: str, record: dict, label_names: List[str], loading: Loading):
     """full, head: the run folder is a plain Hugging Face model."""
-    trust = bool((record.get("config") or {}).get("trust_remote_code"))
-    return AutoModelForSequenceClassification.from_pretrained(run_dir, trust_remote_code=trust)
+    return AutoModelForSequenceClassification.from_pretrained(
+        run_dir, trust_remote_code=loading.remote_code, use_safetensors=loading.safetensors)
 
 
-def load_lora_scratch(run_dir: str, record: dict, label_names: List[str]):
+def load_lora_scratch(run_dir: str, record: dict, label_names: List[str], loading: Loading):
     """The saved model with our LoRALinear layers put back where train.py put them."""
-    model = methods.apply_lora_scratch(_empty_model(run_dir, record), _model_args(record))
+    model = methods.apply_lora_scratch(_empty_model(run_dir, loading), _model_args(record))
     load_weights(model, run_dir)
     return model
 
 
-def load_adapter(run_dir: str, record: dict, label_names: List[str]):
+def load_adapter(run_dir: str, record: dict, label_names: List[str], loading: Loading):
     """adapters.init re-creates the adapter modules named in config.json; the weights then load."""
     import adapters
 
-    model = _empty_model(run_dir, record)
+    model = _empty_model(run_dir, loading)
     adapters.init(model)
     load_weights(model, run_dir)
     model.set_active_adapters(list(model.adapters_config.adapters)[0])
     return model
 
 
-def load_peft(run_dir: str, record: dict, label_names: List[str], quantized: bool = True,
+def load_peft(run_dir: str, record: dict, label_names: List[str], loading: Loading, quantized: bool = True,
               dtype: Optional[torch.dtype] = None):
-    """The base model (run.json's model, built as train.py builds it) + the saved peft LoRA adapter."""
+    """The base model (run.json's model, built as train.py builds it: safetensors only) + the saved peft
+    LoRA adapter. The base is named on stderr first: run.json chose it, the user should see what loads."""
     from peft import PeftModel
 
-    config = record.get("config") or {}
     load_kwargs = methods.qlora_load_kwargs(_model_args(record)) if record["method"] == "qlora" and quantized else {}
     if dtype is not None:
         load_kwargs["torch_dtype"] = dtype
-    _, base = get_model(base_model_name(record), len(label_names), label_names, load_kwargs,
-                        bool(config.get("trust_remote_code")))
+    base_name = base_model_name(record)
+    where = "local folder" if os.path.isdir(base_name) else "Hub id: fetched unless cached"
+    print(f"base model: {base_name} ({where}; named in {os.path.join(run_dir, 'run.json')})", file=sys.stderr)
+    _, base = get_model(base_name, len(label_names), label_names, load_kwargs, loading.remote_code)
     base.config.problem_type = "single_label_classification"
     return PeftModel.from_pretrained(base, run_dir)
 
 
 MODEL_LOADERS = {"full": load_plain, "head": load_plain, "lora": load_peft, "qlora": load_peft,
                  "lora_scratch": load_lora_scratch, "adapter": load_adapter}
+LOADERS_NEEDING_BASE = ("lora", "qlora")  # the folder holds an adapter; run.json names the base
 
 
 def pick_device(args: PredictArguments, method: str) -> torch.device:
-    if method in LOADERS_NEEDING_CUDA and not torch.cuda.is_available():
-        raise ValueError(f"method {method!r} runs on CUDA only (4-bit bitsandbytes base); no GPU here")
-    return torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if method in LOADERS_NEEDING_4BIT:
+        problem = methods.bnb_4bit_problem(device.type)
+        if problem:
+            raise ValueError(f"method {method!r} loads a 4-bit bitsandbytes base on {device.type}: {problem}")
+    return device
 
 
 def use_bf16(args: PredictArguments, record: dict, device: torch.device) -> bool:
@@ -297,21 +476,41 @@ def use_bf16(args: PredictArguments, record: dict, device: torch.device) -> bool
     return trained and bf16_supported(device.type)
 
 
+def run_setting(config: dict, key: str, default: int) -> int:
+    """A positive integer setting of run.json's config (max_length, eval batch size), named when it is not one."""
+    value = config.get(key) or default
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"run.json config.{key} is {value!r}, not a positive integer: copy the run.json train.py wrote")
+    return value
+
+
+def run_tokenizer(run_dir: str, loading: Loading):
+    """The run's own tokenizer (always in the folder), with a pad token as train.py set it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(run_dir, trust_remote_code=loading.remote_code)
+    if tokenizer.pad_token is None:  # decoders: train.py padded with eos
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
 def load_run(run_dir: str, args: Optional[PredictArguments] = None) -> LoadedRun:
     """Everything needed to classify texts with a run folder: model (eval mode), tokenizer, format."""
     args = args or PredictArguments()
     record = read_run(run_dir)
     config = record.get("config") or {}
+    max_length = run_setting(config, "max_length", 128)
+    batch_size = args.batch_size or run_setting(config, "per_device_eval_batch_size", 64)
     device = pick_device(args, record["method"])
+    loading = loading_of(run_dir, args)
+    check_remote_code(run_dir, record, loading)
     label_names = label_names_of(run_dir, record)
-    tokenizer = load_tokenizer(run_dir, bool(config.get("trust_remote_code")))
-    model = MODEL_LOADERS[record["method"]](run_dir, record, label_names)
-    if record["method"] not in LOADERS_NEEDING_CUDA:
-        model.to(device)
+    tokenizer = run_tokenizer(run_dir, loading)
+    model = MODEL_LOADERS[record["method"]](run_dir, record, label_names, loading)
+    model.to(device)  # a 4-bit base moves too (bitsandbytes >= 0.43 moves Params4bit with their quant state)
     model.eval()
     return LoadedRun(run_dir, record, model, tokenizer, label_names, text_format_of(record, tokenizer, args),
-                     device, use_bf16(args, record, device), int(config.get("max_length") or 128),
-                     int(args.batch_size or config.get("per_device_eval_batch_size") or 64))
+                     device, use_bf16(args, record, device), max_length, batch_size, loading)
 
 
 # ---------------------------------------------------------------- predicting
@@ -354,19 +553,44 @@ def items_from_texts(run: LoadedRun, texts: Sequence[str], term: Optional[str]) 
     return [Item(t, run.text_format.format(t, term)) for t in texts]
 
 
-def read_rows(path: str) -> List[dict]:
-    """Rows of a .csv/.tsv (header), .jsonl (objects) or .txt (one text per line) file."""
+def read_text(path: str) -> str:
+    """A text file's content; a binary or non-UTF-8 file is one error naming it (a BOM is skipped)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext in (".jsonl", ".json"):
-        rows = [row for _, row in read_jsonl(path)]
-    else:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            if ext in (".csv", ".tsv"):
-                rows = list(csv.DictReader(f, delimiter="\t" if ext == ".tsv" else ","))
-            else:
-                rows = [{"text": line.rstrip("\r\n")} for line in f if line.strip()]
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start}): "
+                         "a binary file, or save it as UTF-8") from None
+    if "\0" in text:
+        raise ValueError(f"{path}: a binary file (NUL bytes), not text: give a .csv, .tsv, .jsonl or .txt file")
+    return text
+
+
+def _table_rows(delimiter: str):
+    return lambda path: list(csv.DictReader(io.StringIO(read_text(path), newline=""), delimiter=delimiter))
+
+
+def _jsonl_rows(path: str) -> List[dict]:
+    read_text(path)  # the encoding check, with the same message as the other types
+    return [row for _, row in read_jsonl(path)]
+
+
+def _line_rows(path: str) -> List[dict]:
+    return [{"text": line} for line in read_text(path).splitlines() if line.strip()]
+
+
+# file type -> rows (dicts of columns): .csv/.tsv have a header, .jsonl one object per line, .txt one text per line
+READERS = {".csv": _table_rows(","), ".tsv": _table_rows("\t"), ".jsonl": _jsonl_rows, ".json": _jsonl_rows,
+           ".txt": _line_rows}
+
+
+def read_rows(path: str) -> List[dict]:
+    """Rows of a .csv/.tsv (header), .jsonl (objects) or .txt (one text per line) file."""
+    check_extension(path, "--file", READERS)
+    rows = READERS[os.path.splitext(path)[1].lower()](path)
     if not rows:
         raise ValueError(f"{path}: empty file (no texts)")
     return rows
@@ -390,8 +614,10 @@ def items_from_file(run: LoadedRun, args: PredictArguments) -> List[Item]:
     rows = read_rows(args.file)
     columns = text_columns(run, list(rows[0]), args, args.file)
     items = []
-    for row in rows:
+    for number, row in enumerate(rows, 1):
         parts = [str(row.get(c) or "") for c in columns]
+        if not all(p.strip() for p in parts):
+            raise ValueError(f"{args.file}: row {number} has an empty {' or '.join(columns)}: fill it or drop the row")
         if len(parts) == 2:
             item = Item(args.part_separator.join(parts), run.text_format.join(*parts))
         else:
@@ -439,22 +665,31 @@ def label_scores(rows: List[dict], names: List[str]) -> Optional[dict]:
     return {**result, "n": len(labelled)}
 
 
+def _csv_text(rows: List[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else ["index", "text", "prediction", "probability"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _jsonl_text(rows: List[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+WRITERS = {".jsonl": _jsonl_text, ".csv": _csv_text}  # --out file type -> its content
+
+
 def write_rows(path: str, rows: List[dict]) -> None:
-    if path.lower().endswith(".csv"):
-        buffer = io.StringIO()
-        columns = list(rows[0]) if rows else ["index", "text", "prediction", "probability"]
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-        write_atomic(path, buffer.getvalue())
-    else:
-        write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    check_extension(path, "--out", WRITERS)
+    write_atomic(path, WRITERS[os.path.splitext(path)[1].lower()](rows))
 
 
 def predict_command(run: LoadedRun, texts: List[str], args: PredictArguments) -> dict:
     """Classify the texts or the file; print or write the rows; timing and scores on stderr."""
     items = items_from_file(run, args) if args.file else items_from_texts(run, texts, args.term)
     rows, seconds = classify(run, items, progress=len(items) >= PROGRESS_MIN_TEXTS)
+    result = label_scores(rows, run.label_names)  # before writing: a bad label column leaves no file behind
     if args.out:
         write_rows(args.out, rows)
     else:
@@ -464,7 +699,6 @@ def predict_command(run: LoadedRun, texts: List[str], args: PredictArguments) ->
     print(f"{n} texts in {seconds:.2f} s ({1000 * seconds / max(n, 1):.2f} s per 1,000 texts; batch "
           f"{run.batch_size}, {'bf16' if run.bf16 else 'fp32'}, {run.device})"
           + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
-    result = label_scores(rows, run.label_names)
     if result:
         print(f"accuracy {result['accuracy']:.4f}, macro_f1 {result['macro_f1']:.4f} on the {result['n']} "
               "texts with a label", file=sys.stderr)
@@ -491,10 +725,11 @@ def merged_model(run: LoadedRun) -> Tuple[Any, str, str]:
     if method == "lora":
         return run.model.merge_and_unload(), "transformers", "peft LoRA merged into the base (merge_and_unload)"
     if method == "qlora":
-        dtype = torch.bfloat16
-        model = load_peft(run.run_dir, run.record, run.label_names, quantized=False, dtype=dtype).merge_and_unload()
-        return model, "transformers", ("LoRA merged into an unquantized bf16 base (the run trained on a 4-bit "
-                                       "NF4 base: logits differ from the run by the quantization error)")
+        model = load_peft(run.run_dir, run.record, run.label_names, run.loading, quantized=False, dtype=torch.bfloat16)
+        methods.dequantize_4bit_into(run.model, model)  # the NF4 weights the run trained against, in bf16
+        return model.merge_and_unload(), "transformers", (
+            "LoRA merged into the run's 4-bit NF4 base dequantized to bf16 (logits differ from the run by bf16 "
+            "rounding)")
     if method == "lora_scratch":
         return unwrap_lora_scratch(run.model), "transformers", "our LoRA merged into the base: W + B A alpha/r"
     return run.model, "adapters", ADAPTER_NOT_MERGED
@@ -590,19 +825,44 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def short(message: object, limit: int = ERROR_CHARS) -> str:
+    """The first line of a (library's) message in at most `limit` characters: the point, not its page of
+    advice. A long line loses its middle, not its end, where our messages name the fix."""
+    lines = str(message).strip().splitlines()
+    text = " ".join((lines[0] if lines else type(message).__name__).split())
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    return f"{text[:limit - tail - 5].rstrip()} ... {text[-tail:].lstrip()}"
+
+
+def bad_input_errors() -> tuple:
+    """What a bad run folder, file or flag raises: ours (ValueError, FileNotFoundError), a library's about the
+    files (OSError: not a model folder; SafetensorError: weights we could not pre-check)."""
+    from safetensors import SafetensorError
+
+    return ValueError, OSError, SafetensorError
+
+
+def run_command(argv: Optional[Sequence[str]]) -> None:
+    run_dir, texts, args = parse_args(argv)
+    quiet_libraries()
+    run = load_run(run_dir, args)
+    if texts or args.file:
+        predict_command(run, texts, args)
+    if args.merge_to:
+        export_command(run, args)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        run_dir, texts, args = parse_args(argv)
-        quiet_libraries()
-        run = load_run(run_dir, args)
-        if texts or args.file:
-            predict_command(run, texts, args)
-        if args.merge_to:
-            export_command(run, args)
-    except (ValueError, FileNotFoundError) as e:
-        logger.debug("failed", exc_info=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # library warnings would bury the one error line or the rows
+        try:
+            run_command(argv)
+        except bad_input_errors() as e:
+            logger.debug("failed", exc_info=True)
+            print(f"error: {short(e)}", file=sys.stderr)
+            return 2
     return 0
 
 

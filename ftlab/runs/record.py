@@ -10,19 +10,28 @@ Every fact is stored once. Schema 2 (this version): every argument of the run li
 checkpointing under `training`: `read_record` moves them into `config` where `config` lacks them,
 so readers see one shape.
 
+What a run folder holds, for resuming it (train.py) and for grids (labs/grid.sh: `python record.py state
+FOLDER`): `complete_checkpoints` (the checkpoints a resume can load, newest first) and `run_state`.
+
 Also here, because every record needs them: `PeakMemory` (how peak memory is measured),
 `library_versions()`, `device_name()` and `machine()` (what a speed figure depends on: CPU model, its
 best matrix instruction set, threads, GPU).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import platform
+import re
+import sys
+import zipfile
 from datetime import datetime, timezone
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from ftlab import commandline
+from ftlab.commandline import one_line_errors
 from ftlab.hardware import device_name, machine
 from ftlab.io import read_text, write_atomic
 
@@ -171,3 +180,101 @@ def upgrade(record: dict) -> dict:
             config.setdefault(key, value)
     out.update(config=config, training=training, schema=SCHEMA, upgraded_from=record.get("schema", 1))
     return out
+
+
+# ---------------------------------------------------------------- what a run folder holds
+
+CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")  # transformers' checkpoint folders
+TRAINER_STATE = "trainer_state.json"  # transformers writes it last into a checkpoint: its presence dates the rest
+
+
+def checkpoints(folder: str) -> List[str]:
+    """The checkpoint-N folders in `folder`, newest (highest N) first."""
+    if not os.path.isdir(folder):
+        return []
+    found = [(int(m.group(1)), n) for n in os.listdir(folder)
+             if (m := CHECKPOINT_NAME.match(n)) and os.path.isdir(os.path.join(folder, n))]
+    return [os.path.join(folder, n) for _, n in sorted(found, reverse=True)]
+
+
+def checkpoint_flaw(path: str) -> Optional[str]:
+    """Why a resume cannot load the checkpoint at `path` (None: it can): trainer_state.json missing or not
+    JSON, no weights, or a weights / optimizer file cut short (safetensors header or torch zip unreadable)."""
+    try:
+        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return f"no readable {TRAINER_STATE}"
+    names = os.listdir(path)
+    if not any(n.endswith((".safetensors", ".bin")) and n != "training_args.bin" for n in names):
+        return "no weights file"
+    for name in sorted(names):
+        flaw = _file_flaw(os.path.join(path, name))
+        if flaw:
+            return f"{name} {flaw}"
+    return None
+
+
+def _file_flaw(file: str) -> Optional[str]:
+    """A safetensors file whose header or data is cut short, or a torch.save file (zip) without its end."""
+    if file.endswith(".safetensors"):
+        from safetensors import safe_open
+
+        try:
+            with safe_open(file, framework="pt") as f:  # checks the header against the file's length
+                f.keys()
+        except Exception as e:  # noqa: BLE001  (safetensors raises its own error types)
+            return f"unreadable ({type(e).__name__})"
+    elif file.endswith((".bin", ".pt", ".pth")) and not zipfile.is_zipfile(file):
+        return "truncated (no zip directory)"
+    return None
+
+
+def complete_checkpoints(folder: str) -> Tuple[List[str], Dict[str, str]]:
+    """(checkpoints a resume can load, newest first; {torn checkpoint: its flaw})."""
+    good, torn = [], {}
+    for path in checkpoints(folder):
+        flaw = checkpoint_flaw(path)
+        if flaw:
+            torn[path] = flaw
+        else:
+            good.append(path)
+    return good, torn
+
+
+def finished_record(folder: str) -> Optional[dict]:
+    """The folder's run.json when it is complete (read_record reads it), else None."""
+    try:
+        return read_record(folder)
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+# what a grid does with a run folder (labs/grid.sh run_one): skip, resume, clear and start, start
+RUN_STATES = ("finished", "resumable", "partial", "new")
+
+
+def run_state(folder: str) -> str:
+    """finished: a complete run.json; resumable: a complete checkpoint; partial: a torn run.json or only torn
+    checkpoints (start again in a cleared folder); new: nothing of a run."""
+    if finished_record(folder) is not None:
+        return "finished"
+    if complete_checkpoints(folder)[0]:
+        return "resumable"
+    if os.path.exists(record_path(folder)) or checkpoints(folder):
+        return "partial"
+    return "new"
+
+
+@one_line_errors()
+def main(argv: Optional[List[str]] = None) -> int:
+    """`ftlab record state FOLDER`: print one of RUN_STATES (labs/grid.sh asks this per run)."""
+    parser = argparse.ArgumentParser(description="What a run folder holds: finished, resumable, partial or new.")
+    parser.add_argument("command", choices=["state"], help="state: print the folder's run state")
+    parser.add_argument("folder", help="a run's output folder")
+    print(run_state(commandline.one_line(parser).parse_args(argv).folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -30,7 +30,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
-from ftlab.errors import one_line_errors
+from ftlab import commandline
+from ftlab.commandline import one_line_errors
 
 # Imported inside functions: wandb's protobuf classes load only to read an offline record.
 
@@ -236,7 +237,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Print what a train.py run's offline wandb record holds.")
     parser.add_argument("paths", nargs="+", metavar="OFFLINE_RUN_DIR_OR_WANDB_DIR",
                         help="a wandb/offline-run-* folder, or a wandb folder holding several")
-    for path in parser.parse_args(argv).paths:
+    for path in commandline.one_line(parser).parse_args(argv).paths:
         for folder in (offline_runs(path) or [path]):
             print(describe(read_offline_run(folder)))
     return 0

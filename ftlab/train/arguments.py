@@ -14,10 +14,14 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from ftlab import commandline
+from ftlab.data import datasets as dataHelper
 from ftlab.methods.registry import MethodArguments, epochs_help, learning_rate_help
 from ftlab.metrics.classification import check_class_weight
 from ftlab.models.build import bf16_supported
 
+# what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
+# transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
 # what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
 # transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
 LAUNCH_MIXED_PRECISION = os.environ.get("ACCELERATE_MIXED_PRECISION")
@@ -66,6 +70,15 @@ class DataArguments:
         "help": "For sets without a validation split: hold out this share of train (seeded) for "
                 "per-epoch evaluation and best-model selection. 0 = no selection: the last epoch is kept."})
 
+    def __post_init__(self):
+        # checked before anything loads: --max_length 0 used to train untruncated and record 0
+        dataHelper.check_names(self.dataset_name)
+        commandline.positive(self.max_length, "--max_length", "the most tokens per input, e.g. 128", allow_none=False)
+        commandline.positive(self.max_train_samples, "--max_train_samples", "leave it out to keep every example")
+        commandline.positive(self.max_eval_samples, "--max_eval_samples", "leave it out to keep every example")
+        commandline.require(0 <= self.validation_from_train < 1, f"--validation_from_train {self.validation_from_train}: "
+                    "must be a share of train in [0, 1), e.g. 0.1")
+
 
 @dataclass
 class RunArguments:
@@ -73,7 +86,7 @@ class RunArguments:
         "help": "wandb group shared by the runs of one experiment (default: $WANDB_RUN_GROUP, "
                 "else model-dataset-method)."})
     score_test: bool = field(default=True, metadata={
-        "help": "Score the test split at the end. `ftlab search` turns it off for its trials: choices read "
+        "help": "Score the test split at the end. search.py turns it off for its trials: choices read "
                 "validation only."})
     early_stopping_patience: Optional[int] = field(default=None, metadata={
         "help": "Stop when metric_for_best_model on validation has not improved for N evaluations; the "
@@ -137,22 +150,23 @@ class FtTrainingArguments(TrainingArguments):
                 "layers 1.18-1.35x the samples/s, README speed); false: torch's nn.Dropout. No effect on CUDA."})
     fast_lora_backward: bool = field(default=True, metadata={
         "help": "Compute the gradients of LoRA's B matrices (a Linear with r <= 8 inputs) in matmul layouts the "
-                "CPU runs 2-4x faster (ftlab/speed/narrowlinear.py; float32 CPU training only, the same products; a MiniLM "
+                "CPU runs 2-4x faster (narrowlinear.py; float32 CPU training only, the same products; a MiniLM "
                 "LoRA step here 0-13% faster, README speed); false: nn.Linear's own backward."})
     fused_lora: bool = field(default=True, metadata={
-        "help": "Run each peft LoRA Linear as one autograd node in float32 CPU training (ftlab/speed/fusedlora.py: the same "
+        "help": "Run each peft LoRA Linear as one autograd node in float32 CPU training (fusedlora.py: the same "
                 "function and FastDropout masks, fewer passes; MiniLM LoRA here 1.09-1.15x the samples/s, "
                 "results/search/fused_lora.md); false: peft's own modules. Evaluation, autocast and CUDA use peft's."})
     micro_batch_tokens: Optional[int] = field(default=2048, metadata={
         "help": "Run a training batch of more padded tokens than this as micro-batches of at most this many "
                 "(rows split, padding tails trimmed, losses weighted by their share: the batch's gradient, with "
-                "a lower memory peak; ftlab/speed/microbatch.py). Default 2048: full fine-tuning's peak RSS 2.50 -> 2.12 GiB "
+                "a lower memory peak; microbatch.py). Default 2048: full fine-tuning's peak RSS 2.50 -> 2.12 GiB "
                 "on restaurant_sup at the same accuracy (results/search/micro_batch.md). 0: every batch whole."})
     class_weight: str = field(default="none", metadata={
         "help": "Per-class loss weights: none, or balanced (n / (classes x count of the class) on train, "
                 "scikit-learn's rule: rare classes weigh more; for imbalanced sets scored by macro-F1)."})
 
     def __post_init__(self):
+        self.check_values()
         self.auto_output_dir = self.output_dir is None
         if self.bf16 is None:
             self.bf16 = bf16_supported()
@@ -160,7 +174,7 @@ class FtTrainingArguments(TrainingArguments):
             self.use_cpu = True  # HF accepts bf16 without a GPU only on the CPU path (torch.autocast cpu)
         # TrainingArguments sets ACCELERATE_MIXED_PRECISION=bf16 for a bf16 run and keeps the old value for an
         # fp32 one, and Trainer's Accelerator autocasts by it: an fp32 run after a bf16 one in the same process
-        # (`ftlab bench`'s setups, a test session, a notebook) would silently train and evaluate in bf16
+        # (bench.py's setups, a test session, a notebook) would silently train and evaluate in bf16
         os.environ["ACCELERATE_MIXED_PRECISION"] = (
             "bf16" if self.bf16 else "fp16" if self.fp16 else LAUNCH_MIXED_PRECISION or "no")
         if self.report_to in (None, "auto"):
@@ -169,17 +183,31 @@ class FtTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
+    def check_values(self) -> None:
+        """The values HF would take silently (a negative epoch count trains 0 steps and records its scores)."""
+        # 0 is allowed: a frozen run (tests use one to stop early); below it training climbs the loss
+        commandline.require(self.learning_rate is None or self.learning_rate >= 0, f"--learning_rate {self.learning_rate}: "
+                    "must be >= 0, e.g. --learning_rate 1e-4 (default: the method's)")
+        if self.num_train_epochs is not None:
+            given = self.num_train_epochs > 0 or (self.num_train_epochs == 0 and self.max_steps > 0)
+            commandline.require(given, f"--num_train_epochs {self.num_train_epochs}: must be > 0 (or 0 with --max_steps N)")
+        for flag in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            commandline.positive(getattr(self, flag), f"--{flag}", "e.g. 8", allow_none=False)
+        if self.output_dir is not None and os.path.isfile(self.output_dir):
+            raise ValueError(f"--output_dir {self.output_dir} is a file, not a folder: pass a folder path")
+
+
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, MethodArguments, RunArguments, FtTrainingArguments)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None):
     """(model, data, method, run, training) arguments from flags, or a config file + overriding flags."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = commandline.one_line(HfArgumentParser(ARGUMENT_CLASSES, prog="train.py"))
     if argv and argv[0].endswith(CONFIG_SUFFIXES):
         parser.set_defaults(**read_config(argv[0], parser))
         argv = argv[1:]
-    return parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    return commandline.parse_dataclasses(parser, argv)
 
 
 def read_config(path: str, parser: HfArgumentParser) -> dict:
@@ -194,7 +222,8 @@ def read_config(path: str, parser: HfArgumentParser) -> dict:
     known = {a.dest for a in parser._actions}
     unknown = sorted(set(config) - known)
     if unknown:
-        raise ValueError(f"config {path}: unknown keys {unknown}; use train.py flag names (see --help)")
+        hints = "; ".join(f"{key!r}{commandline.nearest(key, known) or ': no flag of that name'}" for key in unknown[:3])
+        raise ValueError(f"config {path}: unknown key(s) {hints}")
     return config
 
 
