@@ -1,7 +1,8 @@
 # Sourced by the LLM labs (labs/samsum_smollm2.sh, labs/tatqa_lora_vs_full.sh): their shared setup
 # (the repository as working folder; DATA_DIR, SAVES and PYTHON from the environment or these defaults)
 # and steps, and the one place that writes the OUT/<method>_train_* layout labs/llm_table.py reads.
-# Needs ROOT (the repository) and OUT (results folder) set by the caller.
+# Needs OUT (results folder) set by the caller.
+ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 cd "$ROOT"
 DATA_DIR="${DATA_DIR:-../shared/data}"
 SAVES="${SAVES:-saves/smollm2}"      # LLaMA-Factory's output folders (adapters, merged and full models)

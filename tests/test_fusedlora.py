@@ -3,7 +3,6 @@ with FastDropout, peft's own forward wherever the fused path was not measured, t
 import copy
 import pickle
 
-import pytest
 import torch
 from torch import nn
 

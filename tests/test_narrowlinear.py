@@ -1,6 +1,5 @@
 """ftlab/speed/narrowlinear.py: the same products and gradients as nn.Linear, the fast path only where it was measured,
 peft's lora_B modules swapped by train.py, the from-scratch LoRA layer on the same backward."""
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn

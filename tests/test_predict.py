@@ -15,6 +15,7 @@ import torch
 import transformers
 
 from ftlab.data import datasets as dataHelper
+from ftlab.models import build
 from ftlab.runs import predict
 from ftlab.train import steps as train
 
@@ -93,7 +94,7 @@ def test_run_folder_predicts_what_the_run_predicted(runs, test_csv, tmp_path, ca
     items = predict.items_from_file(run, predict.PredictArguments(file=test_csv))
     logits = predict.predict_logits(run, [i.model_input for i in items])
     # same examples, same batches, same autocast as train.py's evaluation (the precision this run trained in)
-    assert run.bf16 == record["config"]["bf16"] == train.bf16_supported()
+    assert run.bf16 == record["config"]["bf16"] == build.bf16_supported()
     np.testing.assert_allclose(logits, run_logits, **RUN_LOGITS_TOLERANCE[run.bf16])
     out = tmp_path / "predictions.jsonl"
     assert predict.main([folder, "--file", test_csv, "--out", str(out)]) == 0

@@ -10,8 +10,10 @@ import yaml
 
 from ftlab.methods.registry import METHODS, bind_method, get_method
 from ftlab.metrics.classification import compute_metrics
+from ftlab.models import build
 from ftlab.models.checkpoints import resolve_model_name
 from ftlab.train import arguments
+from ftlab.train import trainer as ft_trainer
 from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -158,7 +160,7 @@ def test_tokenize_data_pads_dynamically_and_truncates(tiny_models):
 def test_epoch_seeded_sampler_is_reproducible_and_groups_lengths():
     lengths = list(np.random.default_rng(0).integers(5, 100, size=400))
     epoch = {"n": 0}
-    sampler = train.EpochSeededSampler(lengths, 8, seed=1, epoch_fn=lambda: epoch["n"], group_by_length=True)
+    sampler = ft_trainer.EpochSeededSampler(lengths, 8, seed=1, epoch_fn=lambda: epoch["n"], group_by_length=True)
     first = list(sampler)
     assert sorted(first) == list(range(400)) and list(sampler) == first
     epoch["n"] = 1
@@ -168,7 +170,7 @@ def test_epoch_seeded_sampler_is_reproducible_and_groups_lengths():
         return sum(8 * max(lengths[i] for i in order[k:k + 8]) - sum(lengths[i] for i in order[k:k + 8])
                    for k in range(0, 400, 8))
 
-    random_order = list(train.EpochSeededSampler(lengths, 8, 1, lambda: 0, group_by_length=False))
+    random_order = list(ft_trainer.EpochSeededSampler(lengths, 8, 1, lambda: 0, group_by_length=False))
     assert padding(first) < padding(random_order) / 3
 
 
@@ -188,7 +190,7 @@ def test_config_file_with_overrides(tmp_path):
 
 def test_training_defaults_resolve(monkeypatch):
     *_, targs = train.parse_args([])
-    assert targs.bf16 == train.bf16_supported()
+    assert targs.bf16 == build.bf16_supported()
     assert targs.report_to == []  # WANDB_MODE=disabled in tests
     assert targs.group_by_length and targs.load_best_model_at_end and targs.eval_strategy == "epoch"
     assert targs.learning_rate is None and targs.auto_output_dir
@@ -320,7 +322,7 @@ def test_early_stopping_without_validation_trains_the_whole_schedule(tiny_models
 
 def test_balanced_class_weights_match_hand_values():
     # 6 examples, 3 classes, counts 3/2/1 and a 4th class absent: w_c = 6 / (4 * count_c), absent -> 0
-    w = train.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
+    w = ft_trainer.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
     assert w.tolist() == pytest.approx([6 / 12, 6 / 8, 6 / 4, 0.0])
 
 
@@ -334,7 +336,7 @@ def test_weighted_loss_is_the_hand_weighted_cross_entropy(tiny_models, tmp_path)
     targs = train.FtTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
                                       save_strategy="no", load_best_model_at_end=False, use_cpu=True, bf16=False)
     weights = torch.tensor([0.5, 2.0, 1.0])
-    trainer = train.FtTrainer(model=model, args=targs, class_weights=weights)
+    trainer = ft_trainer.FtTrainer(model=model, args=targs, class_weights=weights)
     batch = tokenizer(["a b c", "d e", "f"], padding=True, return_tensors="pt")
     labels = torch.tensor([0, 1, 1])
     loss = trainer.compute_loss(model, {**batch, "labels": labels})
@@ -344,7 +346,7 @@ def test_weighted_loss_is_the_hand_weighted_cross_entropy(tiny_models, tmp_path)
     expected = (0.5 * ce[0] + 2.0 * ce[1] + 2.0 * ce[2]) / (0.5 + 2.0 + 2.0)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # without weights: the model's own mean loss
-    plain = train.FtTrainer(model=model, args=targs).compute_loss(model, {**batch, "labels": labels})
+    plain = ft_trainer.FtTrainer(model=model, args=targs).compute_loss(model, {**batch, "labels": labels})
     assert plain.item() == pytest.approx(ce.mean().item(), rel=1e-5)
 
 

@@ -336,7 +336,7 @@ def run(args: BaselineArguments) -> dict:
 def parse_args(argv=None) -> BaselineArguments:
     from transformers import HfArgumentParser
 
-    (args,) = commandline.parse_dataclasses(HfArgumentParser(BaselineArguments, prog="baseline.py"), argv)
+    (args,) = commandline.parse_dataclasses(HfArgumentParser(BaselineArguments, prog="ftlab baseline"), argv)
     return args
 
 

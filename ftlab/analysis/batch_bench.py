@@ -254,7 +254,7 @@ def run(args: BenchArguments) -> List[dict]:
 def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
-    parser = HfArgumentParser(BenchArguments, prog="batch_bench.py")
+    parser = HfArgumentParser(BenchArguments, prog="ftlab batch_bench")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one isolated run
     try:
         args, extra = commandline.parse_dataclasses(parser, argv)

@@ -478,7 +478,7 @@ def tta_table(result: dict, what: str) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="ftlab bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=10, help="optimizer steps per setup")
     parser.add_argument("--method", default="full", help="fine-tuning method for both setups")
     parser.add_argument("--model", default="minilm", help="model for both setups")

@@ -861,7 +861,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[str | None, Settings,
     """(model, Settings, MemoryArguments) from the command line (HfArgumentParser over both dataclasses)."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser((Settings, MemoryArguments), prog="memory.py", description=__doc__.split("\n\n")[0],
+    parser = HfArgumentParser((Settings, MemoryArguments), prog="ftlab memory", description=__doc__.split("\n\n")[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", nargs="?", help="model folder, config.json, embedded/built-in name or Hub id")
     s, margs, rest = commandline.parse_dataclasses(parser, argv)

@@ -503,7 +503,7 @@ def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="ftlab report", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders searched recursively for run.json (or run.json files)")
     p.add_argument("--out", default=None, help="where the tables and plots go (default: the first RUN_DIR)")

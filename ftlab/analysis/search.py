@@ -295,7 +295,7 @@ def fixed_settings(argv_args) -> Dict[str, Any]:
 
 def parse_args(argv: Sequence[str]):
     """(SearchArguments, train.py flags left for every trial)."""
-    parser = HfArgumentParser(SearchArguments, prog="search.py")
+    parser = HfArgumentParser(SearchArguments, prog="ftlab search")
     sargs, rest = commandline.parse_dataclasses(parser, list(argv), return_remaining_strings=True)
     return sargs, rest
 
