@@ -10,7 +10,7 @@ Every fact is stored once. Schema 2 (this version): every argument of the run li
 checkpointing under `training`: `read_record` moves them into `config` where `config` lacks them,
 so readers see one shape.
 
-What a run folder holds, for resuming it (train.py) and for grids (labs/grid.sh: `python record.py state
+What a run folder holds, for resuming it (train.py) and for grids (labs/grid.sh: `ftlab record state
 FOLDER`): `complete_checkpoints` (the checkpoints a resume can load, newest first) and `run_state`.
 
 Also here, because every record needs them: `PeakMemory` (how peak memory is measured),
