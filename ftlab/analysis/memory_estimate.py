@@ -669,10 +669,11 @@ def weights_bytes(plan: Plan, notes: list[str]) -> float:
     """Frozen storage + trainable masters (LoRA/adapter weights too: peft keeps them fp32)."""
     frozen = plan.arch.total_params - plan.base_trainable
     if plan.p.nf4:
-        # Block linears in NF4; embeddings, norms and heads stay 16-bit (bitsandbytes skips them).
-        weights = plan.linear_params * NF4_BYTES_PER_PARAM + (frozen - plan.linear_params) * 2
-        notes.append(f"qlora: NF4 {NF4_BYTES_PER_PARAM:.4f} B/param for block linears "
-                     "(double-quant constants included); embeddings/norms/head 16-bit")
+        # Block linears in NF4; bitsandbytes skips embeddings, norms and heads, which keep the frozen dtype:
+        # 16-bit as loaded, fp32 in a train.py run (peft's prepare_model_for_kbit_training upcasts them)
+        weights = plan.linear_params * NF4_BYTES_PER_PARAM + (frozen - plan.linear_params) * plan.p.frozen
+        notes.append(f"qlora: NF4 {NF4_BYTES_PER_PARAM:.4f} B/param for block linears (double-quant constants "
+                     f"included); embeddings/norms/head {8 * plan.p.frozen:g}-bit")
     else:
         weights = frozen * plan.p.frozen
     return weights + plan.trainable * plan.p.trainable
