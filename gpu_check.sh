@@ -8,7 +8,7 @@
 # 2. QLoRA (NF4 + double quantization, paged 8-bit AdamW) on the embedded SmolLM2 for MRPC
 #    (DATA_DIR, default ../shared/data), a few dozen steps;
 # 3. LLaMA-Factory LoRA SFT on SmolLM2 for a few steps (SAMSum, exported from DATA_DIR);
-# 4. memory.py's estimate beside CUDA's measured peak (max_memory_allocated) for every train.py run.
+# 4. ftlab memory's estimate beside CUDA's measured peak (max_memory_allocated) for every train.py run.
 # Without CUDA it stops at once with one line: the CPU paths are tested by `uv run pytest`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,7 +70,7 @@ train_run smollm2_qlora_mrpc \
     --max_eval_samples 200
 
 # 3. LLaMA-Factory LoRA SFT on SmolLM2 (the offline YAML, GPU overrides)
-run $PYTHON models.py prepare smollm2
+run $PYTHON -m ftlab models prepare smollm2
 run $PYTHON dataHelper.py export samsum --out "$WORK/lf_data" --max_samples 200
 lf_start=$(date +%s)
 run $PYTHON llamafactory-cli train llamafactory_yaml/smollm2_lora_sft_samsum.yaml \
@@ -87,9 +87,10 @@ lf_seconds=$(( $(date +%s) - lf_start ))
 run $PYTHON python - "$WORK" "$OUT" "$lf_seconds" <<'EOF'
 import json, os, sys
 
-import memory
-from ftio import write_atomic, write_json_atomic
-from record import device_name, read_record
+from ftlab.analysis import memory_estimate as memory
+from ftlab.hardware import device_name
+from ftlab.io import write_atomic, write_json_atomic
+from ftlab.runs.record import read_record
 
 work, out, lf_seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = []

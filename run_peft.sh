@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Parameter-efficient fine-tuning: LoRA and adapters on each model, plus a LoRA (r, alpha) sweep
-# on one model, all on AG News; then report.py.
+# on one model, all on AG News; then ftlab report.
 #
 #   ./run_peft.sh                                  # the course models (Hub)
 #   MODELS=minilm DATA_DIR=/work/shared/data ./run_peft.sh   # offline, embedded model

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Supervised fine-tuning grid: models x data sets x methods x seeds, then report.py.
+# Supervised fine-tuning grid: models x data sets x methods x seeds, then ftlab report.
 #
 #   ./run_sup.sh                                   # the course grid (Hub models, full fine-tuning)
 #   MODELS=minilm METHODS="full head lora adapter svm" DATA_DIR=/work/shared/data ./run_sup.sh   # offline
 #
 # Each run writes OUTPUT_ROOT/<dataset>/<model basename>/<method>/seed<seed>/run.json. Re-running picks
 # up where a killed grid stopped: finished runs are skipped, a run with a checkpoint resumes from it, the
-# rest start (labs/grid.sh). Method "svm" runs baseline.py (frozen
+# rest start (labs/grid.sh). Method "svm" runs ftlab baseline (frozen
 # encoder + linear SVM). The tables and plots go to OUTPUT_ROOT/report/. Every variable below can be
 # set from the environment; *_ARGS are split on whitespace.
 set -euo pipefail
@@ -17,7 +17,7 @@ DATASETS="${DATASETS:-restaurant_sup acl_sup agnews_sup}"
 METHODS="${METHODS:-full}"
 SEEDS="${SEEDS:-1 2 3}"
 OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/sup}"
-EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (methods.py registry)
+EPOCHS="${EPOCHS-}"                  # empty: each method's most epochs (ftlab/methods/registry.py)
 PATIENCE="${PATIENCE:-3}"            # early stopping: epochs without a better validation score (sets
                                      # without a validation split, the few-shot _fs sets, train every epoch)
 BATCH_SIZE="${BATCH_SIZE:-32}"

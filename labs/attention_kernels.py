@@ -18,13 +18,11 @@ import contextlib
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import fastdropout  # noqa: E402
-import train  # noqa: E402
+from ftlab.speed import fastdropout
+from ftlab.train import steps as train
 
 KERNELS = ("eager", "sdpa")
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Copy the run.json files of grid output folders into one results folder (only run.json: no weights),
-# keeping each run's relative path under a folder per source, so report.py can read them all:
+# keeping each run's relative path under a folder per source, so ftlab report can read them all:
 #
 #   labs/collect_records.sh results/acl_methods/run_records outputs/sup_minilm_v4 outputs/sup_minilm_v5
 #
 # Runs of one (set, method, settings) made under different protocols (e.g. with and without
-# --class_weight) would be averaged together by report.py: collect only runs that belong together.
-#   uv run report.py results/acl_methods/run_records --out results/acl_methods
+# --class_weight) would be averaged together by ftlab report: collect only runs that belong together.
+#   uv run ftlab report results/acl_methods/run_records --out results/acl_methods
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then

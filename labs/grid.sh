@@ -1,16 +1,16 @@
 # Shared by run_sup.sh, run_peft.sh and labs/*.sh (source it, do not run it): one seeded run of
-# train.py (or baseline.py for method "svm") and the report. Re-running a grid picks up where it stopped
-# (record.py state): a run whose run.json is complete is skipped, one with a complete checkpoint resumes
+# train.py (or `ftlab baseline` for method "svm") and the report. Re-running a grid picks up where it stopped
+# (`ftlab record state`): a run whose run.json is complete is skipped, one with a complete checkpoint resumes
 # from it (--resume_from_checkpoint true), one with only a torn run.json / torn checkpoints starts again
 # in its cleared folder (--overwrite_output_dir), the rest start.
 #
 # Expects from the script: ROOT (the repository), SEEDS, OUTPUT_ROOT, EPOCHS (empty: per method), BATCH_SIZE,
 # MAX_LENGTH;
 # optional arrays TRAIN_FLAGS / SVM_FLAGS with the script's own flags for every train.py /
-# baseline.py run. Reads from the environment (all scripts):
+# `ftlab baseline` run. Reads from the environment (all scripts):
 EXTRA_ARGS="${EXTRA_ARGS:-}"     # more train.py flags, e.g. "--max_steps 4 --learning_rate 1e-4"
-SVM_ARGS="${SVM_ARGS:-}"         # more baseline.py flags (method svm), e.g. "--pooling mean"
-REPORT_ARGS="${REPORT_ARGS:-}"   # more report.py flags, e.g. "--metric macro_f1"
+SVM_ARGS="${SVM_ARGS:-}"         # more `ftlab baseline` flags (method svm), e.g. "--pooling mean"
+REPORT_ARGS="${REPORT_ARGS:-}"   # more `ftlab report` flags, e.g. "--metric macro_f1"
 PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the current interpreter)
 # GRID_NAME: the wandb group of the grid's runs (default: OUTPUT_ROOT's folder name).
 # Per data set: TRAIN_ARGS_<set> / SVM_ARGS_<set> (the set's name with every character outside
@@ -21,7 +21,7 @@ PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the cur
 
 [[ -v TRAIN_FLAGS ]] || TRAIN_FLAGS=()
 [[ -v SVM_FLAGS ]] || SVM_FLAGS=()
-# EPOCHS empty: each method's own default (methods.py's registry, the most epochs; validation picks one)
+# EPOCHS empty: each method's own default (the registry in ftlab/methods/registry.py: the most epochs; validation picks one)
 TRAIN_FLAGS=(
     ${EPOCHS:+--num_train_epochs "$EPOCHS"}
     --per_device_train_batch_size "$BATCH_SIZE"
@@ -51,13 +51,13 @@ run_one() {
     shift 5
     local state resume=()
     # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
-    state="$($PYTHON record.py state "$out")"
+    state="$($PYTHON -m ftlab record state "$out")"
     case "$state" in
         finished) echo "skip (run.json complete): $out"; return 0 ;;
         resumable) resume=(--resume_from_checkpoint true) ;;
         partial) resume=(--overwrite_output_dir true) ;;
     esac
-    local script=train.py
+    local -a script=(train.py)
     local -a args=(
         --model_name_or_path "$model"
         --dataset_name "$dataset"
@@ -67,7 +67,7 @@ run_one() {
     local -a extra set_extra
     local set_var="${dataset//[^A-Za-z0-9_]/_}"
     if [[ "$method" == svm ]]; then
-        script=baseline.py
+        script=(-m ftlab baseline)
         args+=("${SVM_FLAGS[@]}")
         set_var="SVM_ARGS_$set_var"
         read -r -a extra <<<"$SVM_ARGS"
@@ -78,14 +78,14 @@ run_one() {
     fi
     read -r -a set_extra <<<"${!set_var:-}"
     # wandb (on unless WANDB_MODE=disabled or --report_to none; offline without a key): one group per
-    # grid (GRID_NAME), the configuration as job type (the seeds report.py averages), the run's folder
+    # grid (GRID_NAME), the configuration as job type (the seeds `ftlab report` averages), the run's folder
     # as name: OUTPUT_ROOT/restaurant_sup/bert-base-uncased/lora/seed1 -> group <grid>, job type
     # restaurant_sup/bert-base-uncased/lora, name restaurant_sup/bert-base-uncased/lora/seed1
     local name="${out#"$OUTPUT_ROOT"/}"
-    echo "run${resume:+ (${state}: ${resume[*]})}: $script --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
+    echo "run${resume:+ (${state}: ${resume[*]})}: ${script[*]} --method $method --model_name_or_path $model --dataset_name $dataset --seed $seed -> $out"
     # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
     WANDB_RUN_GROUP="${WANDB_RUN_GROUP:-$GRID_NAME}" WANDB_JOB_TYPE="${name%/seed*}" WANDB_NAME="$name" \
-        $PYTHON "$script" "${args[@]}" "$@" "${set_extra[@]}" "${extra[@]}"
+        $PYTHON "${script[@]}" "${args[@]}" "$@" "${set_extra[@]}" "${extra[@]}"
 }
 
 # run_seeds OUT_BASE METHOD MODEL DATASET [more flags...]: run_one for every seed in SEEDS
@@ -111,10 +111,10 @@ run_grid() {
     done
 }
 
-# make_report [more report.py flags...]: tables and plots of everything under OUTPUT_ROOT
+# make_report [more `ftlab report` flags...]: tables and plots of everything under OUTPUT_ROOT
 make_report() {
     local -a extra
     read -r -a extra <<<"${REPORT_ARGS:-}"
     # shellcheck disable=SC2086
-    $PYTHON report.py "$OUTPUT_ROOT" --out "$OUTPUT_ROOT/report" "$@" "${extra[@]}"
+    $PYTHON -m ftlab report "$OUTPUT_ROOT" --out "$OUTPUT_ROOT/report" "$@" "${extra[@]}"
 }

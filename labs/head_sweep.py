@@ -5,7 +5,7 @@
 The frozen body runs once (headcache.compute_features); each learning rate then trains a fresh copy of
 the model's head (AdamW, 6% linear warm-up then linear decay over --epochs, batch 32, seed 1) and prints
 validation figures at a few epochs and the best epoch. Only validation is read: this is how
-methods.py's head schedule was chosen. It is the same loop train.py runs on cached features, without
+The head schedule of ftlab/methods/registry.py was chosen. It is the same loop train.py runs on cached features, without
 Trainer's per-epoch checkpointing, so a 40-epoch sweep of three rates takes seconds after the features.
 """
 from __future__ import annotations
@@ -17,12 +17,10 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import headcache  # noqa: E402
-import train  # noqa: E402
-from methods import MethodArguments, apply_head  # noqa: E402
-from scores import classification_scores  # noqa: E402
+from ftlab.methods.registry import MethodArguments, apply_head
+from ftlab.metrics.classification import classification_scores
+from ftlab.speed import headcache
+from ftlab.train import steps as train
 
 
 def sweep_one(model, feats, labels, val_feats, val_labels, lr: float, epochs: int, batch: int = 32):

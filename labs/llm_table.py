@@ -24,9 +24,7 @@ import re
 import sys
 from typing import Dict, List, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from ftio import read_jsonl, write_atomic  # noqa: E402
+from ftlab.io import read_jsonl, write_atomic
 
 GiB = 1024 ** 3
 
@@ -57,8 +55,8 @@ def peak_rss_bytes(time_path: str) -> Optional[int]:
 
 
 def memory_estimate(method: str, batch_size: int, seq_len: int) -> int:
-    """memory.py's estimate for SmolLM2 on the CPU (fp32 weights, bf16 autocast, LoRA on all linears)."""
-    import memory
+    """`ftlab memory`'s estimate for SmolLM2 on the CPU (fp32 weights, bf16 autocast, LoRA on all linears)."""
+    from ftlab.analysis import memory_estimate as memory
 
     arch = memory.build_arch(memory.load_config("smollm2"), task="causal_lm")
     settings = memory.Settings(method=method, batch_size=batch_size, seq_len=seq_len, gpus=0, weights_dtype="fp32",
@@ -84,7 +82,7 @@ def train_row(folder: str, method: str, batch_size: int, seq_len: int) -> Dict[s
 
 def tatqa_table(folder: str, batch_size: int = 2, seq_len: int = 1024) -> str:
     """batch_size x seq_len: the yamls' micro-batch (per_device_train_batch_size) and cutoff_len."""
-    lines = ["| model | trainable params | steps | s/step | train loss | peak RSS (measured) | memory.py estimate "
+    lines = ["| model | trainable params | steps | s/step | train loss | peak RSS (measured) | `ftlab memory` estimate "
              "| EM | F1 | questions | answers/min |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in ("base", "lora", "full"):
         metrics = _json(os.path.join(folder, name, "metrics.json"))

@@ -4,7 +4,7 @@
 
 Why: train.py swaps peft's lora_B modules (a Linear with r inputs) for narrowlinear.NarrowInputLinear, whose
 float32 CPU backward runs its two matmuls in layouts the BLAS is faster at (`--fast_lora_backward`). A
-bench.py run of a few dozen dynamically padded steps drifts by +-10% between setups on this machine, more
+`ftlab bench` run of a few dozen dynamically padded steps drifts by +-10% between setups on this machine, more
 than the effect, so this times one model as train.py builds it (peft LoRA, the method's defaults, eager
 attention, FastDropout) on one fixed batch, its lora_B modules switched between the two classes in
 alternating rounds in one process (same weights, same optimizer), and prints the median step (forward,
@@ -16,18 +16,15 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import methods  # noqa: E402
-import train  # noqa: E402
-from attention_kernels import make_batch, step  # noqa: E402
-from fastdropout import use_fast_dropout  # noqa: E402
-from narrowlinear import NarrowInputLinear  # noqa: E402
+from ftlab.methods import registry as methods
+from ftlab.speed.fastdropout import use_fast_dropout
+from ftlab.speed.narrowlinear import NarrowInputLinear
+from ftlab.train import steps as train
+from labs.attention_kernels import make_batch, step
 
 SETUPS = {"nn.Linear": nn.Linear, "narrowlinear": NarrowInputLinear}
 

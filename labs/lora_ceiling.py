@@ -11,7 +11,7 @@ LoRA's does (input gradients only, plus [out] bias sums), with no A/B matrices, 
 over ~0.2M parameters: a LoRA whose adapters cost nothing. full / floor is the most that any LoRA
 implementation can gain over full fine-tuning on this CPU, batch and precision; drawing LoRA's dropout masks
 (timed alone) lowers it for LoRA with dropout. full / lora_peft and full / lora_fused are what peft's modules
-and train.py's fused layers (fusedlora.py, the default) gain today.
+and train.py's fused layers (ftlab/speed/fusedlora.py, the default) gain today.
 
 The four models are built as train.py builds them (eager attention and FastDropout on the CPU) and timed in
 one process on one fixed batch, in rounds whose order rotates; each step is forward + backward + fused AdamW.
@@ -22,18 +22,15 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import methods  # noqa: E402
-import train  # noqa: E402
-from attention_kernels import make_batch  # noqa: E402
-from fastdropout import keep_mask, use_fast_dropout  # noqa: E402
-from fusedlora import use_fused_lora  # noqa: E402
-from narrowlinear import use_narrow_linear  # noqa: E402
+from ftlab.methods import registry as methods
+from ftlab.speed.fastdropout import keep_mask, use_fast_dropout
+from ftlab.speed.fusedlora import use_fused_lora
+from ftlab.speed.narrowlinear import use_narrow_linear
+from ftlab.train import steps as train
+from labs.attention_kernels import make_batch
 
 SETUPS = ("full", "lora_peft", "lora_fused", "floor")
 
@@ -55,7 +52,7 @@ def build_lora_peft(model_name: str):
 
 
 def build_lora_fused(model_name: str):
-    """train.py's LoRA today: peft's layers in one fused node each (fusedlora.py)."""
+    """train.py's LoRA today: peft's layers in one fused node each (ftlab/speed/fusedlora.py)."""
     model = build_lora_peft(model_name)
     use_fused_lora(model)
     return model

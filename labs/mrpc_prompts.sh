@@ -5,10 +5,10 @@
 #
 #   labs/mrpc_prompts.sh                            # the course model, Qwen/Qwen1.5-0.5B (Hub)
 #   METHODS="lora qlora" labs/mrpc_prompts.sh       # on a CUDA GPU
-#   MODEL=smollm2 DATA_DIR=/work/shared/data labs/mrpc_prompts.sh   # offline (uv run models.py prepare smollm2)
+#   MODEL=smollm2 DATA_DIR=/work/shared/data labs/mrpc_prompts.sh   # offline (uv run ftlab models prepare smollm2)
 #
 # Runs: OUTPUT_ROOT/mrpc/<model>/<method>_prompt-<name>/seed<seed>; table: OUTPUT_ROOT/report/
-# (report.py --group_by config.prompt puts each template on its own row).
+# (ftlab report --group_by config.prompt puts each template on its own row).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lab: SAMSum summaries with the embedded SmolLM2-135M-Instruct, base vs LoRA SFT (the course's LLM
 # part on a CPU). LLaMA-Factory trains LoRA (llamafactory_yaml/smollm2_lora_sft_samsum.yaml: 1,600
-# dialogues, 200 steps) and merges it; inference.py predict answers every SAMSum test dialogue (819)
+# dialogues, 200 steps) and merges it; `ftlab inference predict` answers every SAMSum test dialogue (819)
 # with the base and the merged model (batched, greedy, the smollm2 template's prompt ids); eval.py
 # scores BLEU-4, ROUGE-L, ROUGE-Lsum and BERTScore (embedded MiniLM scorer). Then the first SPEED_N
 # dialogues are generated again one at a time (one generate() call each) and with continuous batching:
@@ -16,24 +16,21 @@
 # OUT/speed/batch{1,$BATCH_SIZE}/ and OUT/speed/same.json, OUT/table.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-DATA_DIR="${DATA_DIR:-../shared/data}"
 OUT="${OUT:-results/smollm2_samsum}"
-SAVES="${SAVES:-saves/smollm2}"
 N_TEST="${N_TEST:-819}"              # SAMSum test has 819 dialogues
 BATCH_SIZE="${BATCH_SIZE:-32}"       # prompts per generate() call (sorted by length)
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-64}"
 SPEED_N="${SPEED_N:-64}"             # dialogues for the one-at-a-time vs batched comparison (0: skip)
 SKIP_TRAIN="${SKIP_TRAIN:-0}"
-PYTHON="${PYTHON:-uv run}"
-MERGED="$SAVES/lora/merged_samsum"
-export DATA_DIR
 
-predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size, then more inference.py flags
+# shellcheck source=llm_lab.sh
+source "$ROOT/labs/llm_lab.sh"
+MERGED="$SAVES/lora/merged_samsum"
+
+predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size, then more `ftlab inference predict` flags
     local out=$1 model=$2 count=$3 batch=$4
     shift 4
-    $PYTHON inference.py predict \
+    $PYTHON -m ftlab inference predict \
         --model_name_or_path "$model" \
         --dataset_file lf_data/samsum_test.json \
         --template smollm2 \
@@ -43,9 +40,6 @@ predict() {  # $1: output folder, $2: model, $3: how many, $4: batch size, then 
         --output_dir "$out" \
         "$@"
 }
-
-# shellcheck source=llm_lab.sh
-source "$ROOT/labs/llm_lab.sh"
 
 prepare_smollm2 samsum
 if [ "$SKIP_TRAIN" != 1 ]; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where a training step's time goes, and what each speed option buys (issue 12): bench.py's per-phase
+# Where a training step's time goes, and what each speed option buys (issue 12): ftlab bench's per-phase
 # profile of train.py's defaults (full fine-tuning) beside the naive setup and the variants below, then
 # one epoch of a whole run (evaluation, checkpoint, test scoring), torch.compile, and last the headline:
 # time to accuracy against the naive setup (3 seeds each). Figures in OUT/*.md and OUT/*.json.
@@ -19,7 +19,7 @@ TTA_MAX_EPOCHS="${TTA_MAX_EPOCHS:-5}"
 cd "$ROOT"
 mkdir -p "$OUT"
 # shellcheck disable=SC2086  # PYTHON is a command line ("uv run"), split on purpose
-$PYTHON bench.py \
+$PYTHON -m ftlab bench \
     --dataset_name "$DATASET" \
     --steps "$STEPS" \
     --profile \
@@ -34,7 +34,7 @@ $PYTHON bench.py \
     --variant "adapter=--method adapter" \
     --out "$OUT/steps"
 # shellcheck disable=SC2086
-$PYTHON bench.py \
+$PYTHON -m ftlab bench \
     --dataset_name "$DATASET" \
     --whole_run \
     --no_naive \
@@ -45,7 +45,7 @@ $PYTHON bench.py \
 # torch.compile (inductor, dynamic shapes after the first recompile): its compile time is in the sums,
 # the median step shows the steady state. Last, so a slow compile delays nothing above.
 # shellcheck disable=SC2086
-$PYTHON bench.py \
+$PYTHON -m ftlab bench \
     --dataset_name "$DATASET" \
     --steps "$STEPS" \
     --profile \
@@ -57,7 +57,7 @@ $PYTHON bench.py \
 # only) reaches it; wall time from process start, probes left out.
 if [[ "$TTA" != 0 ]]; then
     # shellcheck disable=SC2086
-    $PYTHON bench.py \
+    $PYTHON -m ftlab bench \
         --dataset_name "$DATASET" \
         --time_to_accuracy \
         --tta_max_epochs "$TTA_MAX_EPOCHS" \

@@ -2,7 +2,7 @@
 # Lab: TAT-QA, LoRA vs full fine-tuning on the embedded SmolLM2-135M-Instruct (the course's Llama-3-8B
 # study, CPU-sized). LLaMA-Factory trains both on the same 128 TAT-QA dev questions, same order, batch
 # and steps (llamafactory_yaml/smollm2_{lora,full}_sft_tatqa.yaml); the base, LoRA and full models
-# then answer the first N_TEST test_gold questions (inference.py predict: batched, greedy, the
+# then answer the first N_TEST test_gold questions (`ftlab inference predict`: batched, greedy, the
 # smollm2 template's prompt ids) and eval.py scores them (TAT-QA exact match / numeracy-aware F1
 # against the raw gold file). Peak RSS of each training process comes from GNU time.
 #
@@ -13,24 +13,18 @@
 # OUT/<model>/{generated_predictions.jsonl,predict_results.json,metrics.json}, OUT/sids.md, OUT/table.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-
-DATA_DIR="${DATA_DIR:-../shared/data}"
 OUT="${OUT:-results/smollm2_tatqa}"
-SAVES="${SAVES:-saves/smollm2}"
 METHODS="${METHODS:-lora full}"
 N_TEST="${N_TEST:-300}"              # first N test_gold questions (file order)
 BATCH_SIZE="${BATCH_SIZE:-8}"        # prompts per generate() call
 MAX_NEW_TOKENS="${MAX_NEW_TOKENS:-32}"
-SIDS="${SIDS:-0 1 2}"                # questions shown side by side (inference.py --sid)
-PYTHON="${PYTHON:-uv run}"
-GOLD="$DATA_DIR/tatqa/tatqa_dataset_test_gold.json"
-export DATA_DIR
+SIDS="${SIDS:-0 1 2}"                # questions shown side by side (`ftlab inference --sid`)
 
 # shellcheck source=llm_lab.sh
 source "$ROOT/labs/llm_lab.sh"
+GOLD="$DATA_DIR/tatqa/tatqa_dataset_test_gold.json"
 
-model_flags() {  # $1: base | lora | full -> inference.py flags for that model
+model_flags() {  # $1: base | lora | full -> `ftlab inference` flags for that model
     case "$1" in
         base) echo "--model_name_or_path smollm2" ;;
         lora) echo "--model_name_or_path smollm2 --adapter_name_or_path $SAVES/lora/sft_tatqa" ;;
@@ -40,7 +34,7 @@ model_flags() {  # $1: base | lora | full -> inference.py flags for that model
 
 predict() {  # $1: base | lora | full
     # shellcheck disable=SC2046
-    $PYTHON inference.py predict $(model_flags "$1") \
+    $PYTHON -m ftlab inference predict $(model_flags "$1") \
         --dataset_file lf_data/tatqa_test.json \
         --template smollm2 \
         --max_samples "$N_TEST" \
@@ -52,14 +46,14 @@ predict() {  # $1: base | lora | full
         --no_bertscore
 }
 
-side_by_side() {  # the answers of every model to the questions SIDS, as inference.py prints them
+side_by_side() {  # the answers of every model to the questions SIDS, as `ftlab inference` prints them
     for sid in $SIDS; do
         echo "## test_gold question $sid"
         for model in base $METHODS; do
             echo "### $model"
             echo '```'
             # shellcheck disable=SC2046
-            $PYTHON inference.py $(model_flags "$model") --dataset tatqa --split test --sid "$sid" \
+            $PYTHON -m ftlab inference $(model_flags "$model") --dataset tatqa --split test --sid "$sid" \
                 --template smollm2 --max_new_tokens "$MAX_NEW_TOKENS" | sed -n '/^=== answer/,$p'
             echo '```'
         done

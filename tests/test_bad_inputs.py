@@ -12,6 +12,8 @@ import sys
 
 import pytest
 
+from ftlab.cli import TOOLS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 SCRIPTS_WITH_HELP = ["train", "eval", "dataHelper", "predict", "report", "memory", "baseline", "search", "bench",
@@ -98,6 +100,11 @@ def inputs(tmp_path, monkeypatch):
     return str(i), str(w)
 
 
+def module_of(name: str):
+    """The course scripts (train, eval, dataHelper) by their own name; a user tool by its `ftlab` sub-command."""
+    return importlib.import_module(TOOLS[name][0] if name in TOOLS else name)
+
+
 def files_under(folder):
     return sorted(os.path.join(d, n) for d, dirs, names in os.walk(folder) for n in names + dirs)
 
@@ -117,7 +124,7 @@ def test_bad_input_is_one_error_line(case, inputs, capsys):
     fill = lambda s: s.format(i=i, w=w)  # noqa: E731
     before = files_under(os.path.dirname(i))
     capsys.readouterr()
-    assert importlib.import_module(module).main([fill(a) for a in argv]) == 2
+    assert module_of(module).main([fill(a) for a in argv]) == 2
     assert_one_error_line(capsys.readouterr().err, fill(expected))
     assert files_under(os.path.dirname(i)) == before  # nothing written: no output folder, study, cache
 
@@ -138,7 +145,7 @@ def run_script(argv, env=None, timeout=600):
 def main_exit_code(module, argv):
     """What `python MODULE.py ARGV` exits with: main's return value, or argparse's SystemExit code."""
     try:
-        return importlib.import_module(module).main(argv)
+        return module_of(module).main(argv)
     except SystemExit as e:
         return e.code
 

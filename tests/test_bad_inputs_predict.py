@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-import predict
-import train
+from ftlab.runs import predict
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -174,7 +174,7 @@ def test_bad_input_is_one_error_line_and_writes_nothing(run_folders, tmp_path, c
 
 
 def run_cli(args, cwd):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args], cwd=str(cwd),
+    return subprocess.run([sys.executable, "-m", "ftlab", "predict", *args], cwd=str(cwd),
                           capture_output=True, text=True, timeout=300)
 
 

@@ -1,4 +1,4 @@
-"""baseline.py: frozen features + LinearSVC on fixture data with a tiny BERT; pooling arithmetic."""
+"""ftlab/analysis/baseline.py: frozen features + LinearSVC on fixture data with a tiny BERT; pooling arithmetic."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import baseline
-import report
+from ftlab.analysis import baseline, report
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
 

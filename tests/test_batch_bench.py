@@ -1,4 +1,4 @@
-"""batch_bench.py on a tiny random Qwen2 (hidden 32, 2 layers, 4 heads / 2 kv heads, head_dim 8)."""
+"""ftlab/analysis/batch_bench.py on a tiny random Qwen2 (hidden 32, 2 layers, 4 heads / 2 kv heads, head_dim 8)."""
 import json
 import os
 import re
@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import batch_bench
+from ftlab.analysis import batch_bench
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 # LoRA r=8 on q_proj (32 -> 32) and v_proj (32 -> 2 kv heads x 8 = 16), 2 layers:

@@ -1,11 +1,11 @@
-"""bench.py's one run on a tiny model: the figures it reads from run.json are where run.json keeps them."""
+"""ftlab/analysis/bench.py's one run on a tiny model: the figures it reads from run.json are where run.json keeps them."""
 import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-import bench
+from ftlab.analysis import bench
 from tests.test_train import FIXTURES
 
 
@@ -26,7 +26,7 @@ def test_token_counter_counts_real_and_padded_tokens_by_hand(tiny_models):
     pad_to_multiple_of 8: 16 executed, factor 2."""
     from transformers import DataCollatorWithPadding
 
-    import train
+    from ftlab.train import steps as train
 
     tokenizer = train.load_tokenizer(tiny_models("bert"))
     features = [{"input_ids": [101, 7, 102], "attention_mask": [1, 1, 1], "label": 0},
@@ -99,8 +99,8 @@ def test_speed_profile_lab_runs_bench_with_each_variant(tmp_path):
     assert proc.returncode == 0, proc.stderr
     steps, whole, compiled, tta = [line.split("|")[:-1] for line in log.read_text().splitlines()]
     assert tta[-5:] == ["--time_to_accuracy", "--tta_max_epochs", "5", "--out", str(tmp_path / "speed" / "time_to_accuracy")]
-    bench.parse_args(tta[1:])  # every flag the lab passes is one bench.py knows
-    assert steps[:6] == ["bench.py", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
+    bench.parse_args(tta[3:])  # every flag the lab passes is one ftlab/analysis/bench.py knows
+    assert steps[:8] == ["-m", "ftlab", "bench", "--dataset_name", "restaurant_sup", "--steps", "40", "--profile"]
     labels = [steps[i + 1].split("=")[0] for i, a in enumerate(steps) if a == "--variant"]
     assert labels == ["adamw_unfused", "torch_dropout", "lora", "lora_frozen_bf16", "lora_no_dropout", "lora_scratch",
                       "lora_all_linear", "lora_all_linear_no_dropout", "adapter"]
@@ -261,6 +261,6 @@ def test_gemm_peak_is_measured_in_the_precision_the_defaults_train_in(monkeypatc
     seen = []
     monkeypatch.setattr(torch, "randn", lambda *shape, dtype: seen.append(dtype) or torch.ones(2, 2, dtype=dtype))
     for supported, dtype in ((False, torch.float32), (True, torch.bfloat16)):
-        monkeypatch.setattr(bench.train, "bf16_supported", lambda: supported)
+        monkeypatch.setattr(bench, "bf16_supported", lambda: supported)
         seen.clear()
         assert bench.peak_dtype() == dtype and bench.gemm_peak_flops(n=2, reps=1) > 0 and seen == [dtype, dtype]

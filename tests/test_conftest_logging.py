@@ -9,7 +9,7 @@ import io
 import logging
 import sys
 
-import train
+from ftlab.train import steps as train
 from tests.conftest import repoint_closed_log_streams
 
 

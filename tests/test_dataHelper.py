@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from datasets import ClassLabel, DatasetDict
 
-import dataHelper as dh
-import lfdata
+from ftlab.data import datasets as dh
+from ftlab.data import llamafactory as lfdata
 from tests.conftest import real_data_dir
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
@@ -420,7 +420,7 @@ def test_data_dir_defaults_to_env_then_dot_data(monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------- Hub fallback
 def go_online(monkeypatch, reachable: bool = True):
     """No offline variables; the Hub reachable (or not) without touching the network."""
-    import models
+    from ftlab.models import checkpoints as models
 
     for var in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)

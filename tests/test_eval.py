@@ -6,13 +6,13 @@ import logging
 import math
 import subprocess
 import sys
-
 from pathlib import Path
 
 import pytest
 
-import lfdata
-import eval as ev
+from ftlab.data import llamafactory as lfdata
+from ftlab.llm import scoring as ev
+from ftlab.metrics import text_generation as tg
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,34 +43,34 @@ ROUGE = [5 / 6, 10 / 11, 4 / 5]
 
 
 def test_bleu_matches_hand_computation():
-    assert ev.compute_bleu(REFS[:1], CANDS[:1]) == pytest.approx(0.537284966, abs=1e-9)
-    assert ev.compute_bleu(REFS[1:2], CANDS[1:2]) == pytest.approx(0.818730753, abs=1e-9)
-    assert ev.compute_bleu(REFS[2:], CANDS[2:]) < 1e-50  # the no-smoothing ~0
-    assert ev.compute_bleu(REFS, CANDS) == pytest.approx((BLEU_1 + BLEU_2 + BLEU_3) / 3, abs=1e-9)
+    assert tg.compute_bleu(REFS[:1], CANDS[:1]) == pytest.approx(0.537284966, abs=1e-9)
+    assert tg.compute_bleu(REFS[1:2], CANDS[1:2]) == pytest.approx(0.818730753, abs=1e-9)
+    assert tg.compute_bleu(REFS[2:], CANDS[2:]) < 1e-50  # the no-smoothing ~0
+    assert tg.compute_bleu(REFS, CANDS) == pytest.approx((BLEU_1 + BLEU_2 + BLEU_3) / 3, abs=1e-9)
 
 
 def test_bleu_counts_words_case_sensitively():
     # Character-level BLEU would give "cat" vs "car" credit; word-level gives none.
-    assert ev.compute_bleu(["a small black cat"], ["a small black car"]) < 1e-50
-    assert ev.compute_bleu(["The cat sat down"], ["the cat sat down"]) < 1e-50  # no 4-gram match
-    assert ev.compute_bleu(["the cat sat down"], ["the cat sat down"]) == pytest.approx(1.0)
+    assert tg.compute_bleu(["a small black cat"], ["a small black car"]) < 1e-50
+    assert tg.compute_bleu(["The cat sat down"], ["the cat sat down"]) < 1e-50  # no 4-gram match
+    assert tg.compute_bleu(["the cat sat down"], ["the cat sat down"]) == pytest.approx(1.0)
 
 
 def test_rouge_l_matches_hand_computation():
     for ref, cand, want in zip(REFS, CANDS, ROUGE):
-        assert ev.compute_rouge([ref], [cand]) == pytest.approx(want, abs=1e-12)
-    assert ev.compute_rouge(REFS, CANDS) == pytest.approx(sum(ROUGE) / 3, abs=1e-12)
+        assert tg.compute_rouge([ref], [cand]) == pytest.approx(want, abs=1e-12)
+    assert tg.compute_rouge(REFS, CANDS) == pytest.approx(sum(ROUGE) / 3, abs=1e-12)
     # rouge-score lowercases and drops punctuation: these are the same 4 tokens.
-    assert ev.compute_rouge(["The cat, sat down."], ["the cat sat down"]) == pytest.approx(1.0)
+    assert tg.compute_rouge(["The cat, sat down."], ["the cat sat down"]) == pytest.approx(1.0)
 
 
 def test_split_sentences_regex():
     text = "Amanda baked cookies. She will bring Jerry some tomorrow!  OK?\nBye"
     # Existing lines stay lines; inside a line, a break after . ! or ? and whitespace.
-    assert ev.split_sentences(text, "regex") == \
+    assert tg.split_sentences(text, "regex") == \
         "Amanda baked cookies.\nShe will bring Jerry some tomorrow!\nOK?\nBye"
-    assert ev.split_sentences("3.5 kg, e.g. flour", "regex") == "3.5 kg, e.g.\nflour"  # the regex's limit
-    assert ev.sentence_splitter() == ("nltk-punkt" if ev._punkt_available() else "regex")
+    assert tg.split_sentences("3.5 kg, e.g. flour", "regex") == "3.5 kg, e.g.\nflour"  # the regex's limit
+    assert tg.sentence_splitter() == ("nltk-punkt" if tg._punkt_available() else "regex")
 
 
 def test_rouge_lsum_matches_hand_computation():
@@ -79,37 +79,37 @@ def test_rouge_lsum_matches_hand_computation():
     # "the dog ran the cat sat") = 3 ("the dog ran") -> P = R = 3/6 -> F = 0.5.
     # ROUGE-Lsum: each reference sentence's union LCS over the candidate sentences: 3 + 3 hits of 6
     # -> P = R = 1 -> F = 1.
-    assert ev.compute_rouge([ref], ["the dog ran. the cat sat."]) == pytest.approx(0.5)
-    assert ev.compute_rouge_lsum([ref], ["the dog ran. the cat sat."]) == pytest.approx(1.0)
+    assert tg.compute_rouge([ref], ["the dog ran. the cat sat."]) == pytest.approx(0.5)
+    assert tg.compute_rouge_lsum([ref], ["the dog ran. the cat sat."]) == pytest.approx(1.0)
     # Candidate "the cat ran." (3 tokens): "the cat sat" unions to {the, cat} = 2 hits; "the dog ran"
     # unions to {the, ran}, but the candidate's one "the" is used up -> 1 hit. Hits 3: P = 3/3,
     # R = 3/6 -> F = 2 * 1 * 0.5 / 1.5 = 2/3.
-    assert ev.compute_rouge_lsum([ref], ["the cat ran."]) == pytest.approx(2 / 3)
+    assert tg.compute_rouge_lsum([ref], ["the cat ran."]) == pytest.approx(2 / 3)
     # One-sentence texts: ROUGE-Lsum = ROUGE-L.
-    assert ev.compute_rouge_lsum(REFS, CANDS) == pytest.approx(sum(ROUGE) / 3, abs=1e-12)
-    assert ev.compute_rouge_lsum(["", REFS[1]], ["x", CANDS[1]]) == pytest.approx(ROUGE[1] / 2)
+    assert tg.compute_rouge_lsum(REFS, CANDS) == pytest.approx(sum(ROUGE) / 3, abs=1e-12)
+    assert tg.compute_rouge_lsum(["", REFS[1]], ["x", CANDS[1]]) == pytest.approx(ROUGE[1] / 2)
 
 
 def test_corpus_bleu_pools_counts():
     # Pairs 1 + 2 pooled: p1 = (5+5)/(6+5), p2 = (3+4)/(5+4), p3 = (2+3)/(4+3), p4 = (1+2)/(3+2);
     # c = 11, r = 12 -> BP = exp(1 - 12/11).
     want = math.exp(1 - 12 / 11) * (10 / 11 * 7 / 9 * 5 / 7 * 3 / 5) ** 0.25
-    assert ev.compute_corpus_bleu(REFS[:2], CANDS[:2]) == pytest.approx(want, abs=1e-9)
+    assert tg.compute_corpus_bleu(REFS[:2], CANDS[:2]) == pytest.approx(want, abs=1e-9)
 
 
 def test_empty_prediction_scores_zero_with_one_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="eval"):
-        bleu = ev.compute_bleu(REFS[:2] + ["x y z"], CANDS[:2] + [""])
-        rouge = ev.compute_rouge(["", REFS[1]], [CANDS[0], CANDS[1]])
+        bleu = tg.compute_bleu(REFS[:2] + ["x y z"], CANDS[:2] + [""])
+        rouge = tg.compute_rouge(["", REFS[1]], [CANDS[0], CANDS[1]])
     assert bleu == pytest.approx((BLEU_1 + BLEU_2) / 3, abs=1e-9)
     assert rouge == pytest.approx(ROUGE[1] / 2, abs=1e-12)
     warnings = [r.getMessage() for r in caplog.records]
     assert any("BLEU: 1 of 3 pairs have an empty" in w for w in warnings)
     assert any("ROUGE-L: 1 of 2 pairs have an empty" in w for w in warnings)
-    assert ev.compute_rouge(["", " "], ["", "a"]) == 0.0
+    assert tg.compute_rouge(["", " "], ["", "a"]) == 0.0
 
 
-@pytest.mark.parametrize("fn", [ev.compute_bleu, ev.compute_rouge, ev.compute_rouge_lsum, ev.compute_corpus_bleu])
+@pytest.mark.parametrize("fn", [tg.compute_bleu, tg.compute_rouge, tg.compute_rouge_lsum, tg.compute_corpus_bleu])
 def test_bad_lists_are_one_line_errors(fn):
     with pytest.raises(ValueError, match=r"references has 2 items but candidates has 1"):
         fn(["a b", "c d"], ["a b"])
@@ -121,23 +121,23 @@ def test_bad_lists_are_one_line_errors(fn):
 
 def test_bertscore_tiny_local_scorer(tiny_models):
     scorer = tiny_models("bert")
-    score = ev.compute_bertscore(REFS, CANDS, model=scorer, batch_size=2)
+    score = tg.compute_bertscore(REFS, CANDS, model=scorer, batch_size=2)
     assert 0.0 <= score <= 1.0
     # Identical texts: every token matches itself, cosine 1 -> F1 = 1.
-    assert ev.compute_bertscore(REFS, REFS, model=scorer) == pytest.approx(1.0, abs=1e-5)
+    assert tg.compute_bertscore(REFS, REFS, model=scorer) == pytest.approx(1.0, abs=1e-5)
     # An empty candidate scores 0 and pulls the mean down by its share.
-    assert ev.compute_bertscore(REFS, REFS[:2] + [""], model=scorer) == pytest.approx(2 / 3, abs=1e-5)
+    assert tg.compute_bertscore(REFS, REFS[:2] + [""], model=scorer) == pytest.approx(2 / 3, abs=1e-5)
 
 
 def test_bertscore_num_layers(tiny_models):
-    assert ev.bertscore_num_layers("facebook/bart-large") == 10  # bert-score's tuned layer
-    assert ev.bertscore_num_layers(tiny_models("bert")) == 2  # unknown: its last layer
-    assert ev.bertscore_num_layers(tiny_models("bart")) == 1  # BART: encoder_layers
+    assert tg.bertscore_num_layers("facebook/bart-large") == 10  # bert-score's tuned layer
+    assert tg.bertscore_num_layers(tiny_models("bert")) == 2  # unknown: its last layer
+    assert tg.bertscore_num_layers(tiny_models("bart")) == 1  # BART: encoder_layers
 
 
 def test_bertscore_unloadable_model_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="cannot load BERTScore model .*--no_bertscore"):
-        ev.compute_bertscore(["a b"], ["a b"], model=str(tmp_path / "no_such_model"))
+        tg.compute_bertscore(["a b"], ["a b"], model=str(tmp_path / "no_such_model"))
 
 
 def _write_jsonl(path, rows):
@@ -171,7 +171,7 @@ def test_cli_writes_table_and_json(tmp_path, capsys):
     assert ev.main([pred, "--no_bertscore"]) == 0
     out = capsys.readouterr().out
     assert "BLEU-4 (mean sentence, nltk)" in out and "ROUGE-L F1" in out and "BERTScore" not in out
-    assert f"ROUGE-Lsum F1 (sentences: {ev.sentence_splitter()})" in out
+    assert f"ROUGE-Lsum F1 (sentences: {tg.sentence_splitter()})" in out
     metrics = json.loads((tmp_path / "metrics.json").read_text())  # default: next to the input
     assert metrics["n"] == 3 and metrics["task"] == "summary"
     assert metrics["bleu"] == pytest.approx((BLEU_1 + BLEU_2) / 3, abs=1e-9)

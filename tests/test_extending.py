@@ -1,17 +1,17 @@
 """Adding a data set and adding a method, done once each, as DESIGN.md says (the edit counts there).
 
 A data set: one reader (when the release format is new) + one RELEASES line + one DATASETS line in
-dataHelper.py. A method: one apply function + one METHODS line in methods.py. Here both are
+ftlab/data/datasets.py. A method: one apply function + one METHODS line in ftlab/methods/registry.py. Here both are
 registered from the test (monkeypatch) and run end to end through train.py on a tiny model.
 """
 import json
 
 import torch
 
-import dataHelper as dh
-import methods
-import train
-from methods import Method, set_trainable
+from ftlab.data import datasets as dh
+from ftlab.methods import registry as methods
+from ftlab.methods.registry import Method, set_trainable
+from ftlab.train import steps as train
 from tests.test_train import QUICK, read_run
 
 

@@ -1,4 +1,4 @@
-"""fastdropout.py: the mask's rate and independence, torch's dropout arithmetic, and train.py's wiring."""
+"""ftlab/speed/fastdropout.py: the mask's rate and independence, torch's dropout arithmetic, and train.py's wiring."""
 import json
 
 import pytest
@@ -6,13 +6,14 @@ import torch
 import transformers
 from torch import nn
 
-import bench
-import fastdropout
-import methods
-import train
-from fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from ftlab.analysis import bench
+from ftlab.methods import registry as methods
+from ftlab.models import build
+from ftlab.models.build import get_model
+from ftlab.speed import fastdropout
+from ftlab.speed.fastdropout import FastDropout, drop_threshold, fast_dropout, keep_mask, use_fast_dropout
+from ftlab.train import steps as train
 from tests.test_bench import _tiny_argv, load_lab
-from train import get_model
 
 
 def test_threshold_rounds_p_to_a_multiple_of_1_over_32768():
@@ -135,11 +136,11 @@ def test_train_py_uses_fast_dropout_by_default_and_torch_dropout_on_request(tiny
 
 def test_attention_for_picks_eager_only_for_cpu_fast_dropout_on_a_model_that_drops_attention():
     bert = transformers.BertConfig(attention_probs_dropout_prob=0.1)
-    assert train.attention_for(bert, None, cpu_fast_dropout=True) == "eager"
-    assert train.attention_for(bert, None, cpu_fast_dropout=False) is None  # CUDA, or torch's dropout
-    assert train.attention_for(bert, "sdpa", cpu_fast_dropout=True) == "sdpa"  # the user's choice wins
-    assert train.attention_for(transformers.BertConfig(attention_probs_dropout_prob=0.0), None, True) is None
-    assert train.attention_for(transformers.Qwen2Config(), None, True) is None  # no BERT attention dropout
+    assert build.attention_for(bert, None, cpu_fast_dropout=True) == "eager"
+    assert build.attention_for(bert, None, cpu_fast_dropout=False) is None  # CUDA, or torch's dropout
+    assert build.attention_for(bert, "sdpa", cpu_fast_dropout=True) == "sdpa"  # the user's choice wins
+    assert build.attention_for(transformers.BertConfig(attention_probs_dropout_prob=0.0), None, True) is None
+    assert build.attention_for(transformers.Qwen2Config(), None, True) is None  # no BERT attention dropout
 
 
 def test_eager_attention_computes_what_sdpa_does_and_its_dropout_becomes_fast(tiny_models, monkeypatch):

@@ -4,8 +4,8 @@ import stat
 
 import pytest
 
-import ftio
-from ftio import write_atomic, write_json_atomic
+from ftlab import io as ftio
+from ftlab.io import write_atomic, write_json_atomic
 
 
 def test_write_atomic_text_bytes_and_mode(tmp_path):

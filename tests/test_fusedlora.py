@@ -1,19 +1,18 @@
-"""fusedlora.py: peft's LoRA Linear as one autograd node: the same outputs, gradients and masks as peft's modules
+"""ftlab/speed/fusedlora.py: peft's LoRA Linear as one autograd node: the same outputs, gradients and masks as peft's modules
 with FastDropout, peft's own forward wherever the fused path was not measured, train.py's wiring, the lab."""
 import copy
 import pickle
 
-import pytest
 import torch
 from torch import nn
 
-import fusedlora
-import methods
-from fastdropout import FastDropout, keep_mask, keep_scale, use_fast_dropout
-from fusedlora import _FusedLora, takes_fused_path, use_fused_lora
+from ftlab.methods import registry as methods
+from ftlab.models.build import get_model
+from ftlab.speed import fusedlora
+from ftlab.speed.fastdropout import FastDropout, keep_mask, keep_scale, use_fast_dropout
+from ftlab.speed.fusedlora import _FusedLora, takes_fused_path, use_fused_lora
 from tests.test_bench import load_lab
 from tests.test_fastdropout import _built_model
-from train import get_model
 
 
 def _lora_model(tiny_models, dropout: float = 0.1):

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-import train
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "gpu_check.sh")

@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers
 
-import methods
+from ftlab.methods import registry as methods
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = str(ROOT / "tests" / "fixtures")
@@ -185,11 +185,11 @@ def test_run_sup_adds_each_sets_own_flags(tmp_path):
                    METHODS="full svm", SEEDS="1", EXTRA_ARGS="")
     proc = run_script("run_sup.sh", env)
     assert proc.returncode == 0, proc.stderr
-    calls = {(line.split()[0], line.split("--dataset_name ")[1].split()[0]): line
+    calls = {(line.split(" --")[0], line.split("--dataset_name ")[1].split()[0]): line
              for line in log.read_text().splitlines() if "--dataset_name" in line}
     assert calls[("train.py", "acl_sup")].endswith("--class_weight balanced --metric_for_best_model macro_f1")
-    assert calls[("baseline.py", "acl_sup")].endswith("--class_weight balanced --metric_for_best_model macro_f1")
-    assert "--class_weight" not in calls[("train.py", "restaurant_sup")] + calls[("baseline.py", "restaurant_sup")]
+    assert calls[("-m ftlab baseline", "acl_sup")].endswith("--class_weight balanced --metric_for_best_model macro_f1")
+    assert "--class_weight" not in calls[("train.py", "restaurant_sup")] + calls[("-m ftlab baseline", "restaurant_sup")]
     log.unlink()
     env.update(TRAIN_ARGS_acl_sup="", DATASETS="acl_sup", METHODS="full")
     assert run_script("run_sup.sh", env).returncode == 0

@@ -1,4 +1,4 @@
-"""Head-only training on cached features (headcache.py): same logits as the model, same method."""
+"""Head-only training on cached features (ftlab/speed/headcache.py): same logits as the model, same method."""
 import json
 import os
 
@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoModelForSequenceClassification
 
-import headcache
-import train
-from methods import MethodArguments, apply_head, count_parameters
+from ftlab.methods.registry import MethodArguments, apply_head, count_parameters
+from ftlab.speed import headcache
+from ftlab.train import steps as train
 from tests.test_train import QUICK, read_run, run_main
 
 TEXTS = ["a short one", "a somewhat longer example sentence here", "mid length text", "x"]

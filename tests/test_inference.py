@@ -1,4 +1,4 @@
-"""inference.py on a tiny random Qwen2 and the fixture SAMSum / TAT-QA files."""
+"""ftlab/llm/inference.py on a tiny random Qwen2 and the fixture SAMSum / TAT-QA files."""
 import csv
 import json
 import os
@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-import inference
+from ftlab.llm import inference
 from tests.conftest import real_data_dir
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -211,7 +211,7 @@ def test_padding_without_mask_changes_the_answers(tiny_models):
 
 @pytest.mark.parametrize("dataset", ["samsum", "tatqa"])
 def test_predict_writes_llamafactory_jsonl_that_eval_scores(dataset, tiny_models, tmp_path, capsys):
-    import eval as ev
+    from ftlab.llm import scoring as ev
 
     model_dir = tiny_models("qwen2", causal=True)
     out_dir = tmp_path / "pred"
@@ -236,7 +236,7 @@ def test_predict_writes_llamafactory_jsonl_that_eval_scores(dataset, tiny_models
 
 
 def test_predict_from_an_exported_file_with_llamafactory_template(tiny_models, tmp_path):
-    import lfdata
+    from ftlab.data import llamafactory as lfdata
 
     lfdata.export_llamafactory("samsum", str(tmp_path / "lf"), data_dir=FIXTURES)
     _, tok = inference.load_model(tiny_models("qwen2", causal=True))

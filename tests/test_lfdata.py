@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-import dataHelper
-import lfdata
+import dataHelper as course_data
+from ftlab.data import llamafactory as lfdata
 
 FIXTURES = str(Path(__file__).parent / "fixtures")
 
@@ -30,7 +30,8 @@ def test_records_max_samples_and_errors():
 
 
 def test_old_dataHelper_names_still_resolve():
-    assert dataHelper.export_llamafactory is lfdata.export_llamafactory
-    assert dataHelper.tatqa_answer(12.5, "percent") == "12.5%"
+    """The root dataHelper.py (the course's module) still offers the LLaMA-Factory names it re-exported."""
+    assert course_data.export_llamafactory is lfdata.export_llamafactory
+    assert course_data.tatqa_answer(12.5, "percent") == "12.5%"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        dataHelper.nope  # noqa: B018
+        course_data.nope  # noqa: B018

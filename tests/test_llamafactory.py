@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-import lfdata
-import eval as ev
+from ftlab.data import llamafactory as lfdata
+from ftlab.llm import scoring as ev
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_DIR = ROOT / "llamafactory_yaml"

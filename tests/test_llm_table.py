@@ -3,15 +3,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "labs"))
+from labs import llm_table
 
-import llm_table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def write(path: Path, text: str) -> None:
@@ -48,7 +46,7 @@ def test_tatqa_table_reads_every_file(tmp_path):
     assert rows[3].startswith("| lora | 2,442,240 (1.78%) | 16 | 50.0 | 1.250 | 4.00 GiB | ")
     assert rows[4].startswith("| full | 134,515,008 (100.00%) | 16 | 60.0 | 1.250 | 6.00 GiB | ")
     assert rows[4].endswith("| 0.1250 | 0.2500 | 300 | 12.5 |")
-    # memory.py's estimate for the yamls' micro-batch 2 x cutoff 1024 sits beside each measured peak
+    # ftlab/analysis/memory_estimate.py's estimate for the yamls' micro-batch 2 x cutoff 1024 sits beside each measured peak
     for row, method in ((rows[3], "lora"), (rows[4], "full")):
         assert row.split("|")[7].strip() == f"{llm_table.memory_estimate(method, 2, 1024) / 1024 ** 3:.2f} GiB"
     assert llm_table.memory_estimate("lora", 2, 1024) != llm_table.memory_estimate("full", 2, 1024)

@@ -1,4 +1,4 @@
-"""memory.py: parameter counts against instantiated models, byte terms against hand arithmetic,
+"""ftlab/analysis/memory_estimate.py: parameter counts against instantiated models, byte terms against hand arithmetic,
 the activation formula against Korthikanti et al., errors, --json and --compare."""
 import json
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import transformers
 
-import memory
-from memory import NF4_BYTES_PER_PARAM, Settings, build_arch, estimate
+from ftlab.analysis import memory_estimate as memory
+from ftlab.analysis.memory_estimate import NF4_BYTES_PER_PARAM, Settings, build_arch, estimate
 
 AUTO_CLASSES = {
     "seq_cls": transformers.AutoModelForSequenceClassification,
@@ -79,9 +79,9 @@ def test_adapter_count_matches_adapters_library(tiny_models, config, name):
 
 @pytest.mark.parametrize("kind,causal", [("bert", False), ("llama", True)])
 def test_adapter_train_layernorm_count_matches_train_py(tiny_models, kind, causal):
-    """memory.py's trainable count with --adapter_train_layernorm equals the model train.py builds."""
-    import methods
-    from train import get_model
+    """ftlab/analysis/memory_estimate.py's trainable count with --adapter_train_layernorm equals the model train.py builds."""
+    from ftlab.methods import registry as methods
+    from ftlab.models.build import get_model
 
     folder = tiny_models(kind, causal=causal)
     _, model = get_model(folder, 3)

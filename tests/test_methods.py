@@ -1,4 +1,4 @@
-"""methods.py on tiny random models: which parameters train, how many, and LoRA-from-scratch maths.
+"""ftlab/methods/registry.py on tiny random models: which parameters train, how many, and LoRA-from-scratch maths.
 
 Tiny models (tests/tiny.py): hidden d = 32, 2 transformer layers (BART: 1 encoder + 1 decoder),
 3 labels here. Qwen2/Llama: 4 query heads and 2 key/value heads of size 8, so v_proj is 32 -> 16.
@@ -7,9 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-import methods
-from methods import LoRALinear, MethodArguments, count_parameters, get_method
-from train import get_model
+from ftlab.methods import registry as methods
+from ftlab.methods.registry import LoRALinear, MethodArguments, count_parameters, get_method
+from ftlab.models.build import get_model
+from ftlab.speed.frozen_bf16 import cast_frozen_linears
 
 D, LABELS, R, RF = 32, 3, 8, 4  # RF: train.py's default reduction factor
 BOTTLENECK = D // RF  # 8
@@ -230,7 +231,7 @@ def test_head_is_everything_outside_the_base_model(load):
 
 
 def test_untrained_pooler_of_a_sentence_transformers_checkpoint_trains_with_the_head(load, tmp_path):
-    import models
+    from ftlab.models import checkpoints as models
 
     # all-MiniLM-L6-v2 pools by mean over tokens (1_Pooling/config.json); its BERT pooler is a random
     # init with zero bias, so the classifier, which reads that pooler, gets it as part of the head
@@ -297,7 +298,7 @@ def test_frozen_linears_in_bf16_give_the_same_autocast_steps(load, method):
     def trained(cast: bool):
         tokenizer, model = load("bert")
         model = get_method(method).apply(model, MethodArguments(method=method))
-        cast_mods = methods.cast_frozen_linears(model, torch.bfloat16) if cast else []
+        cast_mods = cast_frozen_linears(model, torch.bfloat16) if cast else []
         enc = batch(tokenizer)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             model.eval()
@@ -317,7 +318,7 @@ def test_frozen_linears_in_bf16_give_the_same_autocast_steps(load, method):
             assert q.dtype == torch.bfloat16 and torch.equal(p.to(torch.bfloat16), q), name
     # full fine-tuning has no frozen Linear: nothing is cast
     tokenizer, model = load("bert")
-    assert methods.cast_frozen_linears(get_method("full").apply(model, MethodArguments()), torch.bfloat16) == []
+    assert cast_frozen_linears(get_method("full").apply(model, MethodArguments()), torch.bfloat16) == []
 
 
 @pytest.mark.parametrize("kind,expected,wrapped", [

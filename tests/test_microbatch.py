@@ -1,13 +1,14 @@
-"""microbatch.py and FtTrainer.training_step: a long batch in token-budget pieces gives the batch's gradient."""
+"""ftlab/speed/microbatch.py and FtTrainer.training_step: a long batch in token-budget pieces gives the batch's gradient."""
 import json
 
 import pytest
 import torch
 import transformers
 
-import microbatch
-import train
-import bench
+from ftlab.analysis import bench
+from ftlab.speed import microbatch
+from ftlab.train import steps as train
+from ftlab.train import trainer as ft_trainer
 from tests.test_bench import _tiny_argv
 
 
@@ -70,7 +71,7 @@ def _trainer(tmp_path, micro_batch_tokens, class_weights=None):
     args = train.FtTrainingArguments(output_dir=str(tmp_path), micro_batch_tokens=micro_batch_tokens, use_cpu=True,
                                      report_to="none", bf16=False, eval_strategy="no",
                                      save_strategy="no", load_best_model_at_end=False)
-    trainer = train.FtTrainer(model=model, args=args, class_weights=class_weights)
+    trainer = ft_trainer.FtTrainer(model=model, args=args, class_weights=class_weights)
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop; training_step reads it
     return trainer
 

@@ -1,14 +1,13 @@
-"""modelcard.py: the README.md of a run folder and of a merged export, metadata parsed by huggingface_hub."""
+"""ftlab/runs/modelcard.py: the README.md of a run folder and of a merged export, metadata parsed by huggingface_hub."""
 import json
 import os
 
 import pytest
 from huggingface_hub import ModelCard
 
-import modelcard
-import predict
-import train
-from methods import get_method
+from ftlab.methods.registry import get_method
+from ftlab.runs import modelcard, predict
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -48,7 +47,7 @@ def test_run_card_holds_what_the_weights_are(run_dir):
     assert "- labels (3): negative, neutral, positive" in text
     assert "lora_r 8, lora_alpha 16, lora_dropout 0.1" in text
     assert f"- trainable parameters: {record['params']['trainable']:,} of {record['params']['total']:,}" in text
-    lr = record["config"]["learning_rate"]  # lora's default (methods.py), as the card must show it
+    lr = record["config"]["learning_rate"]  # lora's default (ftlab/methods/registry.py), as the card must show it
     assert lr == get_method("lora").learning_rate
     assert f"| learning_rate | {lr:g} |" in text and "| max_steps | 3 |" in text
     assert f"| test | {record['metrics']['test']['accuracy']:.4f} |" in text

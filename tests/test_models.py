@@ -1,10 +1,10 @@
-"""models.py: embedded names resolve; the SmolLM2 conversion is cached, atomic and correct."""
+"""ftlab/models/checkpoints.py: embedded names resolve; the SmolLM2 conversion is cached, atomic and correct."""
 import json
 import os
 
 import pytest
 
-import models
+from ftlab.models import checkpoints as models
 
 
 @pytest.fixture

@@ -1,16 +1,15 @@
-"""narrowlinear.py: the same products and gradients as nn.Linear, the fast path only where it was measured,
+"""ftlab/speed/narrowlinear.py: the same products and gradients as nn.Linear, the fast path only where it was measured,
 peft's lora_B modules swapped by train.py, the from-scratch LoRA layer on the same backward."""
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import methods
-import narrowlinear
-from narrowlinear import NarrowInputLinear, _NarrowLinear, narrow_linear, takes_fast_path, use_narrow_linear
+from ftlab.methods import registry as methods
+from ftlab.models.build import get_model
+from ftlab.speed import narrowlinear
+from ftlab.speed.narrowlinear import NarrowInputLinear, _NarrowLinear, narrow_linear, takes_fast_path, use_narrow_linear
 from tests.test_bench import load_lab
 from tests.test_fastdropout import _built_model
-from train import get_model
 
 
 def test_gradients_pass_gradcheck_for_a_3d_input():

@@ -1,4 +1,4 @@
-"""predict.py: every method's run folder predicts as its run did, merged exports equal the run, one-line errors.
+"""ftlab/runs/predict.py: every method's run folder predicts as its run did, merged exports equal the run, one-line errors.
 
 Tiny random BERT runs on the restaurant_sup fixtures (ABSA: `term [SEP] sentence`), trained in-process
 by train.main; Trainer.predict is wrapped to keep the run's own test logits for comparison.
@@ -14,9 +14,10 @@ import pytest
 import torch
 import transformers
 
-import dataHelper
-import predict
-import train
+from ftlab.data import datasets as dataHelper
+from ftlab.models import build
+from ftlab.runs import predict
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -93,7 +94,7 @@ def test_run_folder_predicts_what_the_run_predicted(runs, test_csv, tmp_path, ca
     items = predict.items_from_file(run, predict.PredictArguments(file=test_csv))
     logits = predict.predict_logits(run, [i.model_input for i in items])
     # same examples, same batches, same autocast as train.py's evaluation (the precision this run trained in)
-    assert run.bf16 == record["config"]["bf16"] == train.bf16_supported()
+    assert run.bf16 == record["config"]["bf16"] == build.bf16_supported()
     np.testing.assert_allclose(logits, run_logits, **RUN_LOGITS_TOLERANCE[run.bf16])
     out = tmp_path / "predictions.jsonl"
     assert predict.main([folder, "--file", test_csv, "--out", str(out)]) == 0
@@ -149,7 +150,7 @@ def test_merged_export_equals_the_unmerged_run(runs, test_csv, tmp_path, method)
 
 def test_exports_load_in_a_fresh_process_without_ftlab(runs, tmp_path):
     """pipeline("text-classification") on the exports, ftlab not importable (adapter: with the adapters
-    library, as its model card says); same labels and scores as predict.py."""
+    library, as its model card says); same labels and scores as ftlab/runs/predict.py."""
     texts = ["food [SEP] The food was great but the service was slow.", "battery [SEP] The battery lasts all day."]
     expected = {}
     for method in ("lora", "lora_scratch", "full", "adapter"):

@@ -13,8 +13,8 @@ import sys
 import pytest
 import torch
 
-import predict
-import train
+from ftlab.runs import predict
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -68,7 +68,7 @@ def malicious_copy(folder, dest, marker, model_type=None):
 def run_cli(args, tmp_path):
     """predict.py in a fresh process; remote code, if any runs, is copied into tmp_path, not ~/.cache."""
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args], cwd=str(tmp_path), env=env,
+    return subprocess.run([sys.executable, "-m", "ftlab", "predict", *args], cwd=str(tmp_path), env=env,
                           capture_output=True, text=True, timeout=300)
 
 

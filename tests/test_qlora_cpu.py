@@ -9,9 +9,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-import methods
-import predict
-import train
+from ftlab.methods import registry as methods
+from ftlab.runs import predict
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

@@ -1,4 +1,4 @@
-"""record.py: one builder and one reader of run.json, schema 1 files read in the schema-2 shape."""
+"""ftlab/runs/record.py: one builder and one reader of run.json, schema 1 files read in the schema-2 shape."""
 import json
 import shutil
 from pathlib import Path
@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import memory
-import record
-import report
+from ftlab import hardware
+from ftlab.analysis import memory_estimate as memory
+from ftlab.analysis import report
+from ftlab.runs import record
 
 SCHEMA1 = Path(__file__).parent / "fixtures" / "runs" / "schema1_lora"  # written by train.py before schema 2
 
@@ -128,11 +129,11 @@ def test_machine_names_the_cpu_and_its_best_matrix_instruction_set(monkeypatch):
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert record.cpu_flags(CPUINFO) >= {"avx2", "avx512_bf16"} and "avx512bf16" not in record.cpu_flags(CPUINFO)
-    assert record.machine(CPUINFO) == {"cpu": "AMD EPYC 9B14", "isa": "avx512_bf16", "threads": 2, "gpu": None}
+    assert hardware.cpu_flags(CPUINFO) >= {"avx2", "avx512_bf16"} and "avx512bf16" not in hardware.cpu_flags(CPUINFO)
+    assert hardware.machine(CPUINFO) == {"cpu": "AMD EPYC 9B14", "isa": "avx512_bf16", "threads": 2, "gpu": None}
     avx2 = CPUINFO.replace(" avx512f avx512_bf16 avx512_vnni", "")  # the 2-core machine of 2026-12-02 06:20
-    assert record.machine(avx2)["isa"] == "avx2"
-    assert record.machine("")["isa"] == "other" and record.cpu_flags("") == frozenset()  # no /proc (macOS)
+    assert hardware.machine(avx2)["isa"] == "avx2"
+    assert hardware.machine("")["isa"] == "other" and hardware.cpu_flags("") == frozenset()  # no /proc (macOS)
 
 
 def test_run_record_carries_the_machine():

@@ -1,4 +1,4 @@
-"""report.py on hand-made run.json files: statistics against hand arithmetic, files, bad input."""
+"""ftlab/analysis/report.py on hand-made run.json files: statistics against hand arithmetic, files, bad input."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import report
+from ftlab.analysis import report
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -201,7 +201,7 @@ def test_truncated_and_invalid_runs_are_listed_as_skipped(grid, tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "report.py"), *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "ftlab", "report", *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_cli_no_runs_is_a_one_line_error(tmp_path):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-import train
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

@@ -6,12 +6,12 @@ import sys
 
 import pytest
 
-import ftio
-import train
+from ftlab import io as ftio
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-HOLD = "import ftio, sys, time\nwith ftio.hold_folder(sys.argv[1], 'output dir'):\n    print('held', flush=True)\n" \
+HOLD = "import sys, time\nfrom ftlab import io as ftio\nwith ftio.hold_folder(sys.argv[1], 'output dir'):\n    print('held', flush=True)\n" \
        "    time.sleep(600)\n"
 
 

@@ -1,4 +1,4 @@
-"""search.py: a seeded optuna study over train.py runs, objective on validation, resumable from disk."""
+"""ftlab/analysis/search.py: a seeded optuna study over train.py runs, objective on validation, resumable from disk."""
 import json
 import os
 import subprocess
@@ -6,8 +6,8 @@ import sys
 
 import yaml
 
-import search
-import train
+from ftlab.analysis import search
+from ftlab.train import steps as train
 from tests.test_train import FIXTURES, ROOT
 
 
@@ -22,7 +22,7 @@ def test_killed_study_resumes_without_repeating_finished_trials(tiny_models, tmp
             *base_flags(tiny_models("bert"))]
     # first process: trial 0 finishes, the process dies at the start of trial 1 (a kill)
     env = dict(os.environ, FTLAB_SEARCH_CRASH_AT_TRIAL="1", PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "search.py"), *argv], env=env, cwd=ROOT,
+    proc = subprocess.run([sys.executable, "-m", "ftlab", "search", *argv], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-2000:]
     first = json.loads((study_dir / "trial000" / "run.json").read_text())

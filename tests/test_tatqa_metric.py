@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-import tatqa_metric as tm
-from tatqa_metric import Answer, em_f1, gold_answer, parse_answer
+from ftlab.metrics import tatqa as tm
+from ftlab.metrics.tatqa import Answer, em_f1, gold_answer, parse_answer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 

@@ -1,4 +1,4 @@
-"""tracking.py: a tiny run's offline wandb record, read back from wandb's own file, holds what the dashboards show."""
+"""ftlab/runs/tracking.py: a tiny run's offline wandb record, read back from wandb's own file, holds what the dashboards show."""
 import json
 import math
 import os
@@ -8,9 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-import tracking
-import train
-from methods import METHODS
+from ftlab.methods.registry import METHODS
+from ftlab.runs import tracking
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")

@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
-import train
-from methods import METHODS, bind_method, get_method
-from models import resolve_model_name
+from ftlab.methods.registry import METHODS, bind_method, get_method
+from ftlab.metrics.classification import compute_metrics
+from ftlab.models import build
+from ftlab.models.checkpoints import resolve_model_name
+from ftlab.train import arguments
+from ftlab.train import trainer as ft_trainer
+from ftlab.train import steps as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -46,9 +50,9 @@ def test_compute_metrics_matches_hand_values():
     f1 = [0.5, 0.8, 2 / 3]
     expected = {"accuracy": 4 / 6, "micro_f1": 4 / 6, "macro_f1": sum(f1) / 3,
                 "weight_f1": (3 * f1[0] + 2 * f1[1] + 1 * f1[2]) / 6}
-    assert train.compute_metrics((logits, labels)) == pytest.approx(expected, abs=1e-12)
+    assert compute_metrics((logits, labels)) == pytest.approx(expected, abs=1e-12)
     # BART-style outputs: (logits, encoder states)
-    assert train.compute_metrics(((logits, np.zeros((6, 2, 4))), labels)) == pytest.approx(expected, abs=1e-12)
+    assert compute_metrics(((logits, np.zeros((6, 2, 4))), labels)) == pytest.approx(expected, abs=1e-12)
 
 
 def test_main_writes_run_record(tiny_models, tmp_path, capsys):
@@ -66,7 +70,7 @@ def test_main_writes_run_record(tiny_models, tmp_path, capsys):
     assert record["settings"] == {"lora_r": 8, "lora_alpha": 16, "lora_dropout": 0.1,
                                   "lora_target_modules": "all-linear"}
     assert record["config"]["learning_rate"] == get_method("lora").learning_rate  # the lora default
-    assert record["config"]["lora_target_modules"] == "all-linear"  # memory.py --compare reads it
+    assert record["config"]["lora_target_modules"] == "all-linear"  # ftlab/analysis/memory_estimate.py --compare reads it
     # LoRA r=8, A (8 x in) + B (out x 8), on all linear layers of 2 layers (hidden 32, FFN 64): query, key,
     # value, attention output 32->32 (4 x 8 x 64), FFN up 32->64 and down 64->32 (2 x 8 x 96); the tiny
     # model's pooler 32->32 (pretrained, so part of the base model: 8 x 64); + classifier 32x2+2
@@ -156,7 +160,7 @@ def test_tokenize_data_pads_dynamically_and_truncates(tiny_models):
 def test_epoch_seeded_sampler_is_reproducible_and_groups_lengths():
     lengths = list(np.random.default_rng(0).integers(5, 100, size=400))
     epoch = {"n": 0}
-    sampler = train.EpochSeededSampler(lengths, 8, seed=1, epoch_fn=lambda: epoch["n"], group_by_length=True)
+    sampler = ft_trainer.EpochSeededSampler(lengths, 8, seed=1, epoch_fn=lambda: epoch["n"], group_by_length=True)
     first = list(sampler)
     assert sorted(first) == list(range(400)) and list(sampler) == first
     epoch["n"] = 1
@@ -166,7 +170,7 @@ def test_epoch_seeded_sampler_is_reproducible_and_groups_lengths():
         return sum(8 * max(lengths[i] for i in order[k:k + 8]) - sum(lengths[i] for i in order[k:k + 8])
                    for k in range(0, 400, 8))
 
-    random_order = list(train.EpochSeededSampler(lengths, 8, 1, lambda: 0, group_by_length=False))
+    random_order = list(ft_trainer.EpochSeededSampler(lengths, 8, 1, lambda: 0, group_by_length=False))
     assert padding(first) < padding(random_order) / 3
 
 
@@ -186,7 +190,7 @@ def test_config_file_with_overrides(tmp_path):
 
 def test_training_defaults_resolve(monkeypatch):
     *_, targs = train.parse_args([])
-    assert targs.bf16 == train.bf16_supported()
+    assert targs.bf16 == build.bf16_supported()
     assert targs.report_to == []  # WANDB_MODE=disabled in tests
     assert targs.group_by_length and targs.load_best_model_at_end and targs.eval_strategy == "epoch"
     assert targs.learning_rate is None and targs.auto_output_dir
@@ -318,7 +322,7 @@ def test_early_stopping_without_validation_trains_the_whole_schedule(tiny_models
 
 def test_balanced_class_weights_match_hand_values():
     # 6 examples, 3 classes, counts 3/2/1 and a 4th class absent: w_c = 6 / (4 * count_c), absent -> 0
-    w = train.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
+    w = ft_trainer.balanced_class_weights([0, 0, 0, 1, 1, 2], 4)
     assert w.tolist() == pytest.approx([6 / 12, 6 / 8, 6 / 4, 0.0])
 
 
@@ -332,7 +336,7 @@ def test_weighted_loss_is_the_hand_weighted_cross_entropy(tiny_models, tmp_path)
     targs = train.FtTrainingArguments(output_dir=str(tmp_path), report_to="none", eval_strategy="no",
                                       save_strategy="no", load_best_model_at_end=False, use_cpu=True, bf16=False)
     weights = torch.tensor([0.5, 2.0, 1.0])
-    trainer = train.FtTrainer(model=model, args=targs, class_weights=weights)
+    trainer = ft_trainer.FtTrainer(model=model, args=targs, class_weights=weights)
     batch = tokenizer(["a b c", "d e", "f"], padding=True, return_tensors="pt")
     labels = torch.tensor([0, 1, 1])
     loss = trainer.compute_loss(model, {**batch, "labels": labels})
@@ -342,7 +346,7 @@ def test_weighted_loss_is_the_hand_weighted_cross_entropy(tiny_models, tmp_path)
     expected = (0.5 * ce[0] + 2.0 * ce[1] + 2.0 * ce[2]) / (0.5 + 2.0 + 2.0)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # without weights: the model's own mean loss
-    plain = train.FtTrainer(model=model, args=targs).compute_loss(model, {**batch, "labels": labels})
+    plain = ft_trainer.FtTrainer(model=model, args=targs).compute_loss(model, {**batch, "labels": labels})
     assert plain.item() == pytest.approx(ce.mean().item(), rel=1e-5)
 
 
@@ -413,7 +417,7 @@ def test_pad_to_multiple_of_rounds_batches_up_and_leaves_outputs_unchanged(tiny_
 
 def test_an_fp32_run_after_a_bf16_run_in_one_process_stays_fp32(monkeypatch, tmp_path):
     """transformers sets ACCELERATE_MIXED_PRECISION=bf16 for a bf16 run and keeps it for a later fp32 one, whose
-    Trainer would then autocast to bf16 (seen: bench.py's in-process naive setup, tests on a CPU without bf16
+    Trainer would then autocast to bf16 (seen: ftlab/analysis/bench.py's in-process naive setup, tests on a CPU without bf16
     units). train.py's arguments set it per run, back to what the launcher set when the run is fp32."""
     import torch
     import transformers
@@ -427,6 +431,6 @@ def test_an_fp32_run_after_a_bf16_run_in_one_process_stays_fp32(monkeypatch, tmp
         accelerator = transformers.Trainer(model=torch.nn.Linear(2, 2), args=targs).accelerator
         seen.append((os.environ["ACCELERATE_MIXED_PRECISION"], accelerator.mixed_precision, accelerator.native_amp))
     assert seen == [("bf16", "bf16", True), ("no", "no", False)]
-    monkeypatch.setattr(train, "LAUNCH_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
+    monkeypatch.setattr(arguments, "LAUNCH_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
     train.parse_args(["--bf16", "false", *flags])
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "fp16"

@@ -13,7 +13,7 @@ import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-from models import minilm_path
+from ftlab.models.checkpoints import minilm_path
 
 # Enough English for a byte-level BPE to learn frequent words of the fixtures and SAMSum.
 _CORPUS = [

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence
 
-from record import read_record
+from ftlab.runs.record import read_record
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = "results"

@@ -1,0 +1,538 @@
+"""Compare runs: mean ± sample std over seeds of every `run.json` under the given folders.
+
+    uv run ftlab report outputs/ [more_dirs_or_run.json ...] [--out DIR] [--group_by config.prompt]
+
+Runs are grouped by (model, dataset, method, settings) plus any `--group_by` field, so runs on
+different data sets never share a row. Writes, atomically, into `--out` (default: the first
+RUN_DIR): `table.md`, `table.csv`, `significance.md` and the plots `metric_vs_params.png`,
+`time_per_method.png`, `memory_per_method.png`. Unreadable runs are listed as skipped, with the
+reason; runs of one group that disagree on something that should be constant are noted.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import itertools
+import json
+import logging
+import math
+import os
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from ftlab import commandline
+from ftlab.io import write_atomic
+from ftlab.runs.record import read_record
+
+# Imported inside functions: matplotlib loads only when plots are written.
+
+logger = logging.getLogger("report")
+
+METRICS = ("accuracy", "micro_f1", "macro_f1", "weight_f1")
+SPLITS = ("test", "validation")
+REQUIRED_FIELDS = ("model", "dataset", "method", "metrics", "params")
+# Every seed of one comparison group must agree on these; otherwise mean ± std mixes
+# different experiments (other data, other budget) and the row is misleading.
+CONSTANT_FIELDS = (
+    "params.trainable",
+    "params.total",
+    "data.num_labels",
+    "data.train_samples",
+    "data.max_length",
+    "training.steps",
+    "config.learning_rate",
+    "config.num_train_epochs",
+    "config.max_steps",
+    "config.per_device_train_batch_size",
+    "memory.how",
+    "device",
+)
+MIB = 2**20
+
+
+# ---------------------------------------------------------------------------- loading
+@dataclass
+class Run:
+    path: str
+    record: dict
+
+    def get(self, dotted: str) -> Any:
+        return get_path(self.record, dotted)
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+
+def get_path(record: Any, dotted: str) -> Any:
+    """`get_path(r, "metrics.test.accuracy")` -> value, or None when any step is missing."""
+    for part in dotted.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return None
+        record = record[part]
+    return record
+
+
+def find_run_files(paths: Sequence[str]) -> tuple[list[Path], list[Skipped]]:
+    """Every run.json under `paths` (folders searched recursively; files taken as they are)."""
+    files, skipped = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(p.rglob("run.json")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            skipped.append(Skipped(str(p), "no such file or directory"))
+    return files, skipped
+
+
+def check_record(record: Any) -> str | None:
+    """Why `record` cannot be reported (None when it can)."""
+    if not isinstance(record, dict):
+        return f"not a JSON object (got {type(record).__name__})"
+    missing = [k for k in REQUIRED_FIELDS if k not in record]
+    if missing:
+        return f"missing field(s): {', '.join(missing)}"
+    test = get_path(record, "metrics.test")
+    if not isinstance(test, dict) or not any(m in test for m in METRICS):
+        return "no test metrics (metrics.test with accuracy/F1)"
+    return None
+
+
+def load_run(path: Path) -> Run | Skipped:
+    try:
+        record = read_record(str(path))  # any schema, in the current shape
+    except (ValueError, FileNotFoundError) as e:
+        return Skipped(str(path), str(e).split(": ", 1)[-1])
+    reason = check_record(record)
+    return Skipped(str(path), reason) if reason else Run(str(path), record)
+
+
+def load_runs(paths: Sequence[str]) -> tuple[list[Run], list[Skipped]]:
+    files, skipped = find_run_files(paths)
+    runs = []
+    for f in files:
+        loaded = load_run(f)
+        (skipped if isinstance(loaded, Skipped) else runs).append(loaded)
+    return runs, skipped
+
+
+# ---------------------------------------------------------------------------- grouping
+def settings_label(settings: Any) -> str:
+    """{"lora_r": 8, "lora_alpha": 16} -> "lora_alpha=16, lora_r=8" ("" for {} / None)."""
+    if not settings:
+        return ""
+    if not isinstance(settings, dict):
+        return str(settings)
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
+
+
+def display_value(value: Any, width: int = 48) -> str:
+    """Short cell text for a `--group_by` value (prompts can be long)."""
+    if value is None or value == "":
+        return "(none)"
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def model_label(model: str) -> str:
+    """Local paths -> their folder name; Hub ids (org/name) and embedded names unchanged."""
+    if model.startswith(("/", ".", "~")):
+        return os.path.basename(model.rstrip("/")) or model
+    return model
+
+
+@dataclass
+class Group:
+    model: str
+    dataset: str
+    method: str
+    settings: str
+    extra: tuple  # values of the --group_by fields
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple:
+        return (self.model, self.dataset, self.method, self.settings, self.extra)
+
+    @property
+    def label(self) -> str:
+        """Short name inside one (model, dataset): method [settings] [group_by values]."""
+        parts = [self.method] + [p for p in (self.settings,) if p] + [display_value(v, 24) for v in self.extra]
+        return " ".join(parts[:1] + [f"[{p}]" for p in parts[1:]])
+
+    @property
+    def seeds(self) -> str:
+        """"1 2 3": the distinct seeds, numbers in numeric order."""
+        seeds = {r.get("seed") for r in self.runs}
+        return " ".join(str(s) for s in sorted(seeds, key=lambda s: (0, s, "") if isinstance(s, (int, float)) else (1, 0, str(s))))
+
+    def values(self, dotted: str) -> list[float]:
+        return [float(v) for v in (r.get(dotted) for r in self.runs) if isinstance(v, (int, float))]
+
+    def stat(self, dotted: str) -> "Stat":
+        return Stat.of(self.values(dotted))
+
+
+def group_runs(runs: Iterable[Run], group_by: Sequence[str] = ()) -> list[Group]:
+    groups: dict[tuple, Group] = {}
+    for run in runs:
+        g = Group(
+            model=str(run.get("model")),
+            dataset=str(run.get("dataset")),
+            method=str(run.get("method")),
+            settings=settings_label(run.get("settings")),
+            extra=tuple(json.dumps(run.get(f), sort_keys=True) if isinstance(run.get(f), (dict, list)) else run.get(f)
+                        for f in group_by),
+        )
+        groups.setdefault(g.key, g).runs.append(run)
+    return sorted(groups.values(), key=lambda g: tuple(str(x) for x in g.key))
+
+
+def consistency_notes(group: Group) -> list[str]:
+    """Say where the runs of one group disagree on what should be constant, or repeat a seed."""
+    where = f"{group.dataset} / {model_label(group.model)} / {group.label}"
+    notes = []
+    early_stopped = any(r.get("config.early_stopping_patience") for r in group.runs)
+    for dotted in CONSTANT_FIELDS:
+        if dotted == "training.steps" and early_stopped:
+            continue  # early stopping ends each seed at its own step: not a sign of a different setup
+        seen = {json.dumps(r.get(dotted), sort_keys=True) for r in group.runs if r.get(dotted) is not None}
+        if len(seen) > 1:
+            notes.append(f"{where}: runs disagree on {dotted} ({', '.join(sorted(seen))}); they may not be comparable")
+    seeds = [r.get("seed") for r in group.runs]
+    for seed in sorted({s for s in seeds if seeds.count(s) > 1}, key=str):
+        paths = [r.path for r in group.runs if r.get("seed") == seed]
+        notes.append(f"{where}: seed {seed} appears {len(paths)} times ({', '.join(paths)}); each counts in n")
+    return notes
+
+
+# ---------------------------------------------------------------------------- statistics
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float  # sample std (ddof=1); nan when n < 2
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> "Stat":
+        n = len(values)
+        if n == 0:
+            return cls(math.nan, math.nan, 0)
+        return cls(statistics.fmean(values), statistics.stdev(values) if n >= 2 else math.nan, n)
+
+
+@dataclass(frozen=True)
+class Column:
+    """One quantity of the table: CSV gets `<name>_mean`, `<name>_std`; Markdown `header`."""
+
+    name: str
+    header: str
+    path: str
+    fmt: Callable[[float], str]
+    spread: bool = True  # show "± std" (False for what is constant across seeds)
+    scale: float = 1.0
+    median: bool = False  # the median over seeds instead of the mean (the LoRA paper's statistic)
+
+
+def _metric_fmt(x: float) -> str:
+    return f"{x:.4f}"
+
+
+def columns_for(groups: Sequence[Group]) -> list[Column]:
+    """Metric columns for the splits present (test first), then the cost columns."""
+    cols = []
+    for split in SPLITS:
+        for metric in METRICS:
+            path = f"metrics.{split}.{metric}"
+            if any(g.values(path) for g in groups):
+                cols.append(Column(f"{split}_{metric}", f"{split} {metric}", path, _metric_fmt))
+    for metric in ("accuracy", "macro_f1"):  # medians of the headline test metrics
+        path = f"metrics.test.{metric}"
+        if any(g.values(path) for g in groups):
+            cols.append(Column(f"test_{metric}_median", f"test {metric} median", path, _metric_fmt, spread=False,
+                               median=True))
+    cols += [
+        Column("trainable_params", "trainable params", "params.trainable", lambda x: f"{x:,.0f}", spread=False),
+        Column("trainable_pct", "trainable %", "params.trainable_pct_computed", lambda x: f"{x:.3g}%", spread=False),
+        Column("total_params", "total params", "params.total", lambda x: f"{x:,.0f}", spread=False),
+        Column("train_seconds", "train time (s)", "time.train_seconds", lambda x: f"{x:.1f}"),
+        Column("peak_memory_mib", "peak memory (MiB)", "memory.peak_bytes", lambda x: f"{x:.0f}", scale=1 / MIB),
+    ]
+    return cols
+
+
+def column_stat(group: Group, col: Column) -> Stat:
+    if col.path == "params.trainable_pct_computed":
+        # Computed here rather than read: writers may store a fraction or a percentage.
+        vals = [100.0 * r.get("params.trainable") / r.get("params.total") for r in group.runs
+                if isinstance(r.get("params.trainable"), (int, float)) and r.get("params.total")]
+        return Stat.of(vals)
+    if col.median:
+        vals = group.values(col.path)
+        return Stat(statistics.median(vals) * col.scale if vals else math.nan, math.nan, len(vals))
+    s = group.stat(col.path)
+    return Stat(s.mean * col.scale, s.std * col.scale, s.n)
+
+
+def format_stat(s: Stat, col: Column) -> str:
+    if s.n == 0:
+        return "–"
+    if not col.spread or s.n < 2:
+        return col.fmt(s.mean)
+    return f"{col.fmt(s.mean)} ± {col.fmt(s.std)}"
+
+
+# ---------------------------------------------------------------------------- tables
+def key_cells(g: Group, group_by: Sequence[str]) -> list[str]:
+    return [model_label(g.model), g.dataset, g.method, g.settings or "–",
+            *(display_value(v) for v in g.extra), str(len(g.runs)), g.seeds]
+
+
+def key_headers(group_by: Sequence[str]) -> list[str]:
+    return ["model", "dataset", "method", "settings", *group_by, "n", "seeds"]
+
+
+def markdown_table(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence[str]) -> str:
+    header = key_headers(group_by) + [c.header for c in cols]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for g in groups:
+        cells = key_cells(g, group_by) + [format_stat(column_stat(g, c), c) for c in cols]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(key_headers(group_by) + [f"{c.name}_{s}" for c in cols for s in ("mean", "std", "n")])
+    for g in groups:
+        row = [g.model, g.dataset, g.method, g.settings, *("" if v is None else v for v in g.extra),
+               len(g.runs), g.seeds]
+        for c in cols:
+            s = column_stat(g, c)
+            row += ["" if math.isnan(s.mean) else repr(s.mean), "" if math.isnan(s.std) else repr(s.std), s.n]
+        w.writerow(row)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------- significance
+def significance_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
+    """Pairs of groups on one (dataset, model) whose mean difference exceeds one std.
+
+    "One std" is the standard deviation of the difference of two independent means of
+    seeds, sqrt(std_a^2 + std_b^2); pairs where either side has n < 2 cannot be judged.
+    """
+    lines = []
+    buckets: dict[tuple[str, str], list[Group]] = {}
+    for g in groups:
+        buckets.setdefault((g.dataset, g.model), []).append(g)
+    for (dataset, model), members in sorted(buckets.items()):
+        for a, b in itertools.combinations(members, 2):
+            sa, sb = a.stat(metric_path), b.stat(metric_path)
+            if sa.n == 0 or sb.n == 0:
+                continue
+            if sb.mean > sa.mean:
+                a, b, sa, sb = b, a, sb, sa
+            head = (f"{dataset} / {model_label(model)}: {a.label} ({sa.mean:.4f} ± {sa.std:.4f}, n={sa.n}) vs "
+                    f"{b.label} ({sb.mean:.4f} ± {sb.std:.4f}, n={sb.n}): diff {sa.mean - sb.mean:+.4f}")
+            if sa.n < 2 or sb.n < 2:
+                lines.append(f"{head}, not judged (needs n >= 2 on both sides)")
+                continue
+            one_std = math.hypot(sa.std, sb.std)
+            verdict = "EXCEEDS one std" if sa.mean - sb.mean > one_std else "within one std"
+            lines.append(f"{head}, {verdict} ({one_std:.4f})")
+    return lines
+
+
+# ---------------------------------------------------------------------------- plots
+def _figure_grid(n: int):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4.2 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat[:n])
+
+
+def _by_dataset(groups: Sequence[Group]) -> dict[str, list[Group]]:
+    out: dict[str, list[Group]] = {}
+    for g in groups:
+        out.setdefault(g.dataset, []).append(g)
+    return out
+
+
+def _method_colors(plt, groups: Sequence[Group]) -> dict[str, Any]:
+    """One tab10 colour per method, the same in every plot."""
+    return {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(sorted({g.method for g in groups}))}
+
+
+def _tag(g: Group, members: Sequence[Group]) -> str:
+    """What tells `g` apart from the other points of its method: model, settings, group_by values, each
+    only where they differ among that method's points (a label repeated on every point says nothing)."""
+    same = [m for m in members if m.method == g.method]
+    parts = [model_label(g.model)] if len({m.model for m in same}) > 1 else []
+    if len({m.settings for m in same}) > 1:
+        parts.append(g.settings)
+    parts += [display_value(v, 16) for i, v in enumerate(g.extra) if len({m.extra[i] for m in same}) > 1]
+    return " ".join(p for p in parts if p)
+
+
+def _png_bytes(plt, fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_metric_vs_params(groups: Sequence[Group], metric_path: str) -> bytes:
+    """One panel per data set: metric mean ± std against trainable params (log x), a colour per method."""
+    per_ds = _by_dataset(groups)
+    plt, fig, axes = _figure_grid(len(per_ds))
+    colors = _method_colors(plt, groups)
+    for ax, (dataset, members) in zip(axes, per_ds.items()):
+        plotted = set()
+        for g in members:
+            x, y = g.stat("params.trainable"), g.stat(metric_path)
+            if x.n == 0 or y.n == 0 or x.mean <= 0:
+                continue
+            ax.errorbar(x.mean, y.mean, yerr=0 if math.isnan(y.std) else y.std, fmt="o", capsize=4,
+                        color=colors[g.method], label=None if g.method in plotted else g.method)
+            plotted.add(g.method)
+            ax.annotate(_tag(g, members), (x.mean, y.mean), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("trainable parameters (log)")
+        ax.set_ylabel(metric_path.removeprefix("metrics.").replace(".", " "))
+        ax.set_title(dataset)
+        ax.grid(True, alpha=0.3)
+        if plotted:
+            ax.legend(fontsize=8)
+    return _png_bytes(plt, fig)
+
+
+def plot_bars(groups: Sequence[Group], path: str, ylabel: str, scale: float = 1.0) -> bytes:
+    """One panel per data set: a bar (mean ± std over seeds) per group."""
+    per_ds = _by_dataset(groups)
+    plt, fig, axes = _figure_grid(len(per_ds))
+    colors = _method_colors(plt, groups)
+    for ax, (dataset, members) in zip(axes, per_ds.items()):
+        stats = [g.stat(path) for g in members]
+        means = [0.0 if s.n == 0 else s.mean * scale for s in stats]
+        errs = [0.0 if math.isnan(s.std) else s.std * scale for s in stats]
+        labels = [" ".join(p for p in (g.method, _tag(g, members)) if p) for g in members]
+        ax.bar(range(len(members)), means, yerr=errs, capsize=4, color=[colors[g.method] for g in members], alpha=0.85)
+        ax.set_xticks(range(len(members)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel(ylabel)
+        ax.set_title(dataset)
+        ax.grid(True, axis="y", alpha=0.3)
+    return _png_bytes(plt, fig)
+
+
+# ---------------------------------------------------------------------------- output
+@dataclass
+class Report:
+    groups: list[Group]
+    skipped: list[Skipped]
+    notes: list[str]
+    significance: list[str]
+    summary: str  # title, table and notes (what main prints)
+    markdown: str  # summary + skipped list (table.md)
+    files: dict[str, Path]
+
+
+def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: Sequence[str] = (),
+                 metric: str = "accuracy", split: str = "test", plots: bool = True) -> Report:
+    """Load, group, and write the tables (and plots) for the runs under `run_dirs`.
+
+    Raises FileNotFoundError when no readable run is found (the skipped ones are named).
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown --metric {metric!r}; choose one of {', '.join(METRICS)}")
+    runs, skipped = load_runs(run_dirs)
+    if not runs:
+        why = "; ".join(f"{s.path}: {s.reason}" for s in skipped)
+        raise FileNotFoundError(
+            f"no readable run.json under {', '.join(run_dirs)}"
+            + (f" (skipped: {why})" if why else "")
+            + "; point `ftlab report` at the folder a grid script or train.py wrote")
+    groups = group_runs(runs, group_by)
+    cols = columns_for(groups)
+    metric_path = f"metrics.{split}.{metric}"
+    notes = [n for g in groups for n in consistency_notes(g)]
+    sig = significance_lines(groups, metric_path)
+
+    md = [f"# Results ({len(runs)} runs, {len(groups)} groups)\n",
+          "mean ± sample std (ddof=1) over seeds; n = number of runs.\n\n",
+          markdown_table(groups, cols, group_by)]
+    if notes:
+        md += ["\n## Notes\n"] + [f"- {n}\n" for n in notes]
+    summary = "".join(md)
+    skipped_md = "".join(["\n## Skipped\n"] + [f"- {s.path}: {s.reason}\n" for s in skipped]) if skipped else ""
+    markdown = summary + skipped_md
+
+    out = Path(out_dir or run_dirs[0])
+    files = {"table.md": out / "table.md", "table.csv": out / "table.csv", "significance.md": out / "significance.md"}
+    write_atomic(files["table.md"], markdown)
+    write_atomic(files["table.csv"], csv_text(groups, cols, group_by))
+    write_atomic(files["significance.md"],
+                 f"# Differences of {split} {metric} (per data set and model)\n\n"
+                 "A difference exceeds one std when |mean_a - mean_b| > sqrt(std_a^2 + std_b^2).\n\n"
+                 + "".join(f"- {line}\n" for line in sig))
+    if plots:
+        pngs = {
+            "metric_vs_params.png": lambda: plot_metric_vs_params(groups, metric_path),
+            "time_per_method.png": lambda: plot_bars(groups, "time.train_seconds", "train time (s)"),
+            "memory_per_method.png": lambda: plot_bars(groups, "memory.peak_bytes", "peak memory (MiB)", 1 / MIB),
+        }
+        for name, draw in pngs.items():
+            files[name] = out / name
+            write_atomic(files[name], draw())
+    return Report(groups, skipped, notes, sig, summary, markdown, files)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ftlab report", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="folders searched recursively for run.json (or run.json files)")
+    p.add_argument("--out", default=None, help="where the tables and plots go (default: the first RUN_DIR)")
+    p.add_argument("--group_by", action="append", default=[], metavar="FIELD",
+                   help="extra dotted run.json field that splits groups, e.g. config.prompt (repeatable)")
+    p.add_argument("--metric", default="accuracy", help=f"metric for plots and the one-std note: {', '.join(METRICS)}")
+    p.add_argument("--split", default="test", help="split for plots and the one-std note (test or validation)")
+    p.add_argument("--no_plots", action="store_true", help="tables only (skips importing matplotlib)")
+    commandline.one_line(p)  # one-line errors; help strings with a literal % escaped
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+        rep = build_report(args.run_dirs, args.out, args.group_by, args.metric, args.split, plots=not args.no_plots)
+    except (ValueError, FileNotFoundError) as e:
+        return commandline.fail(e)
+    print(rep.summary)
+    print(f"differences of {args.split} {args.metric} (exceeds one std: |diff| > sqrt(std_a^2 + std_b^2)):")
+    for line in rep.significance or ["(no two groups on the same data set and model)"]:
+        print(f"  {line}")
+    if rep.skipped:
+        print("skipped:")
+        for s in rep.skipped:
+            print(f"  {s.path}: {s.reason}")
+    print("wrote: " + ", ".join(str(p) for p in rep.files.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""peft's LoRA Linear in one autograd node for float32 CPU training: the same function, fewer passes.
+
+LoRA (Hu et al. 2021, eq. 3) with peft's input dropout: y = x W^T + b + s * dropout(x) A^T B^T, with
+x: [N, in], W: [out, in] and b frozen, A: [r, in], B: [out, r], s = lora_alpha / r. peft runs it as six autograd
+nodes (the frozen Linear, the dropout, A, B, the scale multiply, the add), each a pass over an [N, in] or
+[N, out] tensor plus Python dispatch; on the 2-core AVX2 EPYC these cost ~120 ms of a 437 ms MiniLM step with
+LoRA on all 36 Linears (labs/lora_ceiling.py), besides the ~31 ms of drawing the dropout masks. Fused: 380 ms
+(results/search/fused_lora.md).
+
+Here the dropout's 1/(1-p) and s fold into one scalar on the [N, r] product and the LoRA term is added in place
+by addmm: forward = one addmm for W, one mask multiply, x_d A^T ([N, r]), and one addmm_ for B. The backward
+computes only what LoRA trains: the input gradient g W + ((s' g B) A) * mask, A's and B's gradients, with the
+narrow products in the layouts ftlab/speed/narrowlinear.py measured faster ([r, *] results transposed as views). The
+mask is FastDropout's (fastdropout.random_lanes, the draw keep_mask makes: same generator, same count, at the
+same point of the forward), so a model trains on the same masks as with peft's modules; values agree to float32 rounding.
+
+Taken only where it was measured and where it is the same function: float32 on the CPU with gradients on and no
+autocast, one active vanilla LoRA adapter (no DoRA, no LoRA bias, not merged), a plain nn.Linear base whose
+weight and bias are frozen, and a dropout that is FastDropout, nn.Identity, or p = 0 / eval mode. Anything
+else (evaluation, bf16 autocast, CUDA, mixed adapter batches) runs peft's own forward.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ftlab.speed.fastdropout import LANES, FastDropout, drop_threshold, keep_scale, random_lanes
+
+# Imported inside functions: peft's Linear loads only when a model is patched.
+
+
+class _FusedLora(torch.autograd.Function):
+    """y = x W^T + b + scale * (x * mask) A^T B^T; gradients for x, A and B only (W and b are frozen)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, lora_a, lora_b, scale: float, p: float):
+        x2 = x.reshape(-1, x.shape[-1])  # [N, in]
+        y = torch.addmm(bias, x2, weight.t()) if bias is not None else torch.mm(x2, weight.t())  # [N, out]
+        lanes = None
+        if p > 0:  # FastDropout's draw (same generator, same count), its mask made as a float tensor directly:
+            lanes = random_lanes(x2.numel())  # [N * in] int16; a bool mask would cost a cast per multiply
+            xd = x2 * _keep(lanes, p, x2)  # [N, in]: dropout without its 1/(1-p), which `scale` holds
+        else:
+            xd = x2
+        u = torch.mm(xd, lora_a.t())  # [N, r]
+        y.addmm_(u, lora_b.t(), alpha=scale)  # [N, out] += scale * u B^T
+        # kept for the backward: x_d and u as peft's A and B nodes keep them, and the lanes (2 bytes an element
+        # where peft's dropout keeps a 1-byte bool mask) to remake the float mask
+        ctx.save_for_backward(xd, u, lanes, weight, lora_a, lora_b)
+        ctx.scale, ctx.p, ctx.x_shape = scale, p, x.shape
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: [..., out]
+        xd, u, lanes, weight, lora_a, lora_b = ctx.saved_tensors
+        need_x, _, _, need_a, need_b = ctx.needs_input_grad[:5]
+        g = grad.reshape(-1, grad.shape[-1])  # [N, out]
+        grad_x = grad_a = grad_b = None
+        gu_t = torch.mm(lora_b.t(), g.t()).mul_(ctx.scale)  # [r, N] = (scale * g B)^T
+        if need_b:
+            grad_b = torch.mm(u.t(), g).mul_(ctx.scale).t()  # [r, N] @ [N, out] -> [out, r] as a view
+        if need_a:
+            grad_a = torch.mm(gu_t, xd)  # [r, N] @ [N, in] -> [r, in]
+        if need_x:
+            grad_x = torch.mm(g, weight)  # [N, out] @ [out, in]: the frozen path
+            lora_x = torch.mm(gu_t.t(), lora_a)  # [N, r] @ [r, in]: LoRA's path, before the dropout
+            if lanes is not None:
+                grad_x.addcmul_(lora_x, _keep(lanes, ctx.p, lora_x))
+            else:
+                grad_x.add_(lora_x)
+            grad_x = grad_x.view(ctx.x_shape)
+        return grad_x, None, None, grad_a, grad_b, None, None
+
+
+def _keep(lanes: torch.Tensor, p: float, like: torch.Tensor) -> torch.Tensor:
+    """keep_mask's elements (lane >= threshold) as 1.0 / 0.0 in `like`'s dtype and shape, in one pass."""
+    keep = torch.empty(like.shape, dtype=like.dtype)
+    torch.ge(lanes.view(like.shape), drop_threshold(p), out=keep)
+    return keep
+
+
+def _dropout_p(dropout: nn.Module) -> Optional[float]:
+    """The drop probability the fused node applies, or None where peft's own module must run."""
+    if isinstance(dropout, nn.Identity):
+        return 0.0
+    if isinstance(dropout, nn.Dropout) and (not dropout.training or dropout.p == 0):
+        return 0.0
+    if type(dropout) is FastDropout and not dropout.inplace and drop_threshold(dropout.p) < LANES:
+        return dropout.p
+    return None  # nn.Dropout in training draws bernoulli masks: keep its own stream; p = 1 drops everything
+
+
+def takes_fused_path(layer, x: torch.Tensor, args: tuple, kwargs: dict) -> Optional[tuple]:
+    """(adapter name, dropout p) when `layer`'s forward of x can run as one _FusedLora node, else None."""
+    base = layer.get_base_layer()
+    if (args or kwargs or layer.disable_adapters or layer.merged or type(base) is not nn.Linear
+            or layer.fan_in_fan_out or len(layer.active_adapters) != 1):
+        return None
+    name = layer.active_adapters[0]
+    if name not in layer.lora_A or name in layer.lora_variant or layer.lora_bias.get(name, False):
+        return None
+    lora_a, lora_b = layer.lora_A[name], layer.lora_B[name]
+    frozen = not base.weight.requires_grad and (base.bias is None or not base.bias.requires_grad)
+    if not (frozen and torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and lora_a.bias is None and lora_b.bias is None
+            and base.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype == torch.float32):
+        return None
+    p = _dropout_p(layer.lora_dropout[name])
+    return None if p is None else (name, p)
+
+
+@functools.lru_cache(maxsize=None)
+def fused_lora_class():
+    """FusedLoraLinear, a subclass of peft's lora.Linear (built on first use: peft is heavy to import)."""
+    from peft.tuners.lora.layer import Linear
+
+    class FusedLoraLinear(Linear):
+        """peft's lora.Linear (same parameters, same state_dict) with the fused float32 CPU training path."""
+
+        def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+            path = takes_fused_path(self, x, args, kwargs)
+            if path is None:
+                return super().forward(x, *args, **kwargs)
+            name, p = path
+            base_layer = self.get_base_layer()
+            scale = self.scaling[name] * (keep_scale(p) if p > 0 else 1.0)
+            return _FusedLora.apply(x, base_layer.weight, base_layer.bias, self.lora_A[name].weight,
+                                    self.lora_B[name].weight, scale, p)
+
+    FusedLoraLinear.__qualname__ = "FusedLoraLinear"  # found by pickle as fusedlora.FusedLoraLinear
+    globals()["FusedLoraLinear"] = FusedLoraLinear
+    return FusedLoraLinear
+
+
+def use_fused_lora(model: nn.Module) -> int:
+    """Turn every peft lora.Linear of `model` into a FusedLoraLinear in place (same objects, same weights, same
+    checkpoints); returns how many. Layers of other classes (quantized bases, Embedding, Conv) are left alone."""
+    if "peft.tuners.lora.layer" not in sys.modules:
+        return 0  # peft never loaded: no peft LoRA layer can exist, and nothing is imported for other methods
+    cls = fused_lora_class()
+    base = cls.__bases__[0]  # peft's lora.Linear
+    count = 0
+    for module in model.modules():
+        if type(module) is base:
+            module.__class__ = cls
+            count += 1
+    return count
