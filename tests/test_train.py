@@ -198,7 +198,8 @@ def test_training_defaults_resolve(monkeypatch):
 
 @pytest.mark.parametrize("method", ["full", "head", "lora", "adapter"])
 def test_schedule_defaults_come_from_the_method_registry_and_flags_win(method):
-    model_args, data_args, method_args, _, targs = train.parse_args(["--method", method])
+    model_args, data_args, method_args, _, targs = train.parse_args(["--method", method,
+                                                                     "--dataset_name", "restaurant_sup"])
     assert targs.num_train_epochs is None and targs.learning_rate is None
     bound = bind_method(method_args)
     train.finalize_training_args(targs, model_args, data_args, bound, has_validation=True)
@@ -207,6 +208,21 @@ def test_schedule_defaults_come_from_the_method_registry_and_flags_win(method):
         ["--method", method, "--num_train_epochs", "7", "--learning_rate", "3e-4"])
     train.finalize_training_args(targs, model_args, data_args, bind_method(method_args), has_validation=True)
     assert (targs.num_train_epochs, targs.learning_rate) == (7, 3e-4)
+
+
+@pytest.mark.parametrize("argv, epochs, max_length", [
+    ([], 2, 64),  # the first command: bbc_news's lora schedule (results/first_command)
+    (["--max_length", "96"], 2, 96),  # a flag wins over the set's schedule
+    (["--num_train_epochs", "5"], 5, 64),
+    (["--method", "full"], METHODS["full"].epochs, 128),  # the set sets no schedule for full
+    (["--dataset_name", "restaurant_sup"], METHODS["lora"].epochs, 128),
+    (["--dataset_name", "bbc_news,restaurant_sup"], METHODS["lora"].epochs, 128),  # aggregations: none
+])
+def test_a_sets_schedule_fills_the_flags_left_unset(argv, epochs, max_length):
+    model_args, data_args, method_args, _, targs = train.parse_args(argv)
+    assert data_args.max_length is None or "--max_length" in argv
+    train.finalize_training_args(targs, model_args, data_args, bind_method(method_args), has_validation=True)
+    assert (targs.num_train_epochs, data_args.max_length) == (epochs, max_length)
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -283,7 +283,9 @@ def best_config(study, fixed: Dict[str, Any]) -> str:
 def fixed_settings(argv_args) -> Dict[str, Any]:
     model, data, method, _, _ = argv_args
     out = {"model_name_or_path": model.model_name_or_path, "dataset_name": data.dataset_name,
-           "method": method.method, "max_length": data.max_length}
+           "method": method.method}
+    if data.max_length:  # unset: train.py takes the set's schedule or its default
+        out["max_length"] = data.max_length
     if data.data_dir:
         out["data_dir"] = data.data_dir
     if data.validation_from_train:

@@ -22,12 +22,9 @@ from ftlab.models.build import bf16_supported
 
 # what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
 # transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
-# what `accelerate launch --mixed_precision` (or the user's shell) set before this process trained anything;
-# transformers writes its own choice into this variable and leaves it there (see FtTrainingArguments)
 LAUNCH_MIXED_PRECISION = os.environ.get("ACCELERATE_MIXED_PRECISION")
-
-
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+DEFAULT_MAX_LENGTH = 128  # tokens, where neither the flag nor the set's schedule says otherwise
 
 
 @dataclass
@@ -58,8 +55,9 @@ class DataArguments:
     validation: Optional[str] = field(default=None, metadata={
         "help": "restaurant_sup / laptop_sup: 'dev' (the release's dev file) or 'holdout' (a stratified 10% of "
                 "train, seed 2025); default: the set's (restaurant: holdout, laptop: dev)."})
-    max_length: int = field(default=128, metadata={
-        "help": "Truncate inputs to this many tokens (batches are padded dynamically, not to this)."})
+    max_length: Optional[int] = field(default=None, metadata={
+        "help": f"Truncate inputs to this many tokens (batches are padded dynamically, not to this). Default: "
+                f"the set's schedule for the method where it has one (bbc_news + lora: 64), else {DEFAULT_MAX_LENGTH}."})
     pad_to_max_length: bool = field(default=False, metadata={
         "help": "Pad every example to max_length (HF example behaviour; slower, for comparisons)."})
     max_train_samples: Optional[int] = field(default=None, metadata={
@@ -73,7 +71,7 @@ class DataArguments:
     def __post_init__(self):
         # checked before anything loads: --max_length 0 used to train untruncated and record 0
         dataHelper.check_names(self.dataset_name)
-        commandline.positive(self.max_length, "--max_length", "the most tokens per input, e.g. 128", allow_none=False)
+        commandline.positive(self.max_length, "--max_length", "the most tokens per input, e.g. 128")
         commandline.positive(self.max_train_samples, "--max_train_samples", "leave it out to keep every example")
         commandline.positive(self.max_eval_samples, "--max_eval_samples", "leave it out to keep every example")
         commandline.require(0 <= self.validation_from_train < 1, f"--validation_from_train {self.validation_from_train}: "
@@ -110,7 +108,7 @@ class FtTrainingArguments(TrainingArguments):
     learning_rate: Optional[float] = field(default=None, metadata={
         "help": f"Peak learning rate (default per method: {learning_rate_help()})."})
     num_train_epochs: Optional[float] = field(default=None, metadata={
-        "help": f"Most training epochs; with validation the best epoch is kept (default per method: {epochs_help()})."})
+        "help": f"Most training epochs; with validation the best epoch is kept (default per method: {epochs_help()}; a set's schedule may set its own: bbc_news + lora 2)."})
     per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch size per process."})
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size per process."})
     warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with linear warm-up."})

@@ -21,7 +21,7 @@ from transformers.trainer_callback import ExportableState, TrainerState
 from transformers.trainer_utils import IntervalStrategy, TrainOutput
 
 from ftlab import commandline
-from ftlab.data.datasets import load_for_run, sep_token_for
+from ftlab.data.datasets import load_for_run, schedule_for, sep_token_for
 from ftlab.io import hold_folder, read_text, remove_stray_temps, write_atomic
 from ftlab.methods.registry import BoundMethod, MethodArguments, bind_method, count_parameters
 from ftlab.metrics.classification import SCORE_NAMES
@@ -39,6 +39,7 @@ from ftlab.runs.record import (
 from ftlab.speed import headcache
 from ftlab.speed.apply import apply_speedups
 from ftlab.train.arguments import (
+    DEFAULT_MAX_LENGTH,
     DataArguments,
     FtTrainingArguments,
     ModelArguments,
@@ -118,10 +119,13 @@ def finalize_training_args(targs: FtTrainingArguments, model_args: ModelArgument
         targs.output_dir = os.path.join("outputs", data_args.dataset_name.replace(",", "+"), method.name,
                                         model_tag, f"seed{targs.seed}")
         targs.logging_dir = os.path.join(targs.output_dir, "logs")
+    schedule = schedule_for(data_args.dataset_name, method.name)  # the set's own, where it has one
+    if data_args.max_length is None:
+        data_args.max_length = schedule.get("max_length", DEFAULT_MAX_LENGTH)
     if targs.learning_rate is None:
         targs.learning_rate = method.learning_rate
     if targs.num_train_epochs is None:
-        targs.num_train_epochs = method.epochs
+        targs.num_train_epochs = schedule.get("num_train_epochs", method.epochs)
     for key, value in method.training_overrides.items():
         setattr(targs, key, value)
     if not has_validation and targs.eval_strategy != IntervalStrategy.NO:
