@@ -70,7 +70,7 @@ from ftlab.metrics.classification import classification_scores
 from ftlab.models.build import bf16_supported, get_model
 from ftlab.models.checkpoints import load_tokenizer
 from ftlab.runs import modelcard
-from ftlab.runs.record import read_record
+from ftlab.runs.record import read_record, weights_file_flaw
 
 # Imported inside functions: safetensors, adapters, peft and tqdm load only for the run folders / options that need them.
 
@@ -340,14 +340,10 @@ def safetensors_files(run_dir: str) -> List[str]:
 def check_safetensors(path: str) -> None:
     """Open the file's header, which safetensors checks against the file's size: a truncated or foreign
     file fails here, named, instead of as a SafetensorError deep inside from_pretrained."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(path, framework="pt"):
-            pass
-    except (SafetensorError, OSError):
-        logger.debug("unreadable %s", path, exc_info=True)  # safetensors' words add nothing a user can act on
-        raise ValueError(f"{path}: truncated or corrupt weights: copy the run folder again or re-run training") from None
+    flaw = weights_file_flaw(path)  # the check a resume makes of a checkpoint's files
+    if flaw:
+        logger.debug("unreadable %s: %s", path, flaw)  # safetensors' words add nothing a user can act on
+        raise ValueError(f"{path}: truncated or corrupt weights: copy the run folder again or re-run training")
 
 
 def loading_of(run_dir: str, args: PredictArguments) -> Loading:

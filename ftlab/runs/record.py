@@ -209,14 +209,15 @@ def checkpoint_flaw(path: str) -> Optional[str]:
     if not any(n.endswith((".safetensors", ".bin")) and n != "training_args.bin" for n in names):
         return "no weights file"
     for name in sorted(names):
-        flaw = _file_flaw(os.path.join(path, name))
+        flaw = weights_file_flaw(os.path.join(path, name))
         if flaw:
             return f"{name} {flaw}"
     return None
 
 
-def _file_flaw(file: str) -> Optional[str]:
-    """A safetensors file whose header or data is cut short, or a torch.save file (zip) without its end."""
+def weights_file_flaw(file: str) -> Optional[str]:
+    """Why a weights file cannot load (None: it can): a safetensors file whose header or data is cut short, or a
+    torch.save file (zip) without its end. Resume (checkpoint_flaw) and `ftlab predict` both ask it."""
     if file.endswith(".safetensors"):
         from safetensors import safe_open
 
