@@ -32,7 +32,7 @@ from ftlab.speed.narrowlinear import use_narrow_linear
 from ftlab.train import steps as train
 from labs.attention_kernels import make_batch
 
-SETUPS = ("full", "lora_peft", "lora_fused", "floor")
+SETUPS = ("full", "lora_peft", "lora_fused", "lora_fused_p0", "floor")
 
 
 def _base(model_name: str):
@@ -44,18 +44,23 @@ def build_full(model_name: str):
     return _base(model_name)
 
 
-def build_lora_peft(model_name: str):
+def build_lora_peft(model_name: str, dropout: float = methods.MethodArguments.lora_dropout):
     """peft's LoRA (method defaults) as train.py built it before fusedlora: --fused_lora false."""
-    model = methods.bind_method(methods.MethodArguments(method="lora")).apply(_base(model_name))
+    model = methods.bind_method(methods.MethodArguments(method="lora", lora_dropout=dropout)).apply(_base(model_name))
     use_narrow_linear(model)  # train.py's --fast_lora_backward default
     return model
 
 
-def build_lora_fused(model_name: str):
+def build_lora_fused(model_name: str, dropout: float = methods.MethodArguments.lora_dropout):
     """train.py's LoRA today: peft's layers in one fused node each (ftlab/speed/fusedlora.py)."""
-    model = build_lora_peft(model_name)
+    model = build_lora_peft(model_name, dropout)
     use_fused_lora(model)
     return model
+
+
+def build_lora_fused_p0(model_name: str):
+    """The fused LoRA with --lora_dropout 0: no masks, and the merged-weight path (one GEMM each way)."""
+    return build_lora_fused(model_name, 0.0)
 
 
 def build_floor(model_name: str):
@@ -69,7 +74,8 @@ def build_floor(model_name: str):
     return model
 
 
-BUILDERS = {"full": build_full, "lora_peft": build_lora_peft, "lora_fused": build_lora_fused, "floor": build_floor}
+BUILDERS = {"full": build_full, "lora_peft": build_lora_peft, "lora_fused": build_lora_fused,
+            "lora_fused_p0": build_lora_fused_p0, "floor": build_floor}
 
 
 def timed_step(model, optimizer, batch: dict, bf16: bool) -> tuple:
@@ -155,7 +161,8 @@ def main(argv=None) -> int:
     print(f"\nLoRA: {median['full'] / median['lora_peft']:.2f}x full fine-tuning with peft's layers, "
           f"{median['full'] / median['lora_fused']:.2f}x fused; the ceiling (free A/B): "
           f"{median['full'] / median['floor']:.2f}x; LoRA's own cost: {median['lora_peft'] - median['floor']:.1f} "
-          f"ms a step with peft's layers, {median['lora_fused'] - median['floor']:.1f} fused")
+          f"ms a step with peft's layers, {median['lora_fused'] - median['floor']:.1f} fused; without dropout "
+          f"(merged path) {median['full'] / median['lora_fused_p0']:.2f}x")
     elements = sum(shape.numel() for shape in shapes)
     mask_ms = statistics.median(masks)
     print(f"LoRA's dropout masks alone ({len(shapes)} a step, {elements / 1e6:.1f}M elements, p {p:g}): "

@@ -3,6 +3,7 @@ with FastDropout, peft's own forward wherever the fused path was not measured, t
 import copy
 import pickle
 
+import pytest
 import torch
 from torch import nn
 
@@ -89,6 +90,34 @@ def test_a_model_gives_peft_outputs_and_gradients_with_the_same_masks(tiny_model
     assert not torch.allclose(other, fused_logits)
 
 
+def test_without_dropout_the_merged_path_gives_peft_outputs_and_gradients(tiny_models):
+    peft_model = _lora_model(tiny_models, dropout=0.0)
+    fused = copy.deepcopy(peft_model)
+    assert use_fused_lora(fused) == 13
+    batch = _batch(peft_model)
+    logits, grads = _forward_backward(peft_model, batch, seed=3)
+    fused_logits, fused_grads = _forward_backward(fused, batch, seed=3)
+    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=1e-6)
+    assert grads.keys() == fused_grads.keys() and any(".lora_B." in n for n in grads)
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.3])
+def test_the_node_keeps_x_itself_not_a_dropped_copy(p):
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 16, requires_grad=True)
+    w, b = torch.randn(6, 16), torch.randn(6)
+    a, bm = torch.randn(2, 16, requires_grad=True), torch.randn(6, 2, requires_grad=True)
+    y = _FusedLora.apply(x, w, b, a, bm, 2.0, p)
+    saved = y.grad_fn.saved_tensors
+    assert saved[0].data_ptr() == x.data_ptr()  # x's own storage: q/k/v reading one input share it
+    lanes = saved[2]
+    assert (lanes is None) if p == 0 else (lanes.dtype == torch.int16 and lanes.numel() == x.numel())
+    big = [t for t in saved if t is not None and t.numel() >= x.numel() and t.data_ptr() != x.data_ptr()]
+    assert big == ([] if p == 0 else [lanes])  # nothing else as large as x is kept
+
+
 def test_only_lora_weights_and_the_head_train_and_both_paths_take_the_same_steps(tiny_models):
     peft_model = _lora_model(tiny_models)
     fused = copy.deepcopy(peft_model)
@@ -165,7 +194,7 @@ def test_train_py_fuses_lora_by_default_and_not_on_request(tiny_models, tmp_path
     assert (tmp_path / "fused" / "adapter_model.safetensors").is_file()  # peft still saves the fused model
 
 
-def test_lora_ceiling_lab_builds_four_setups_and_prints_the_ceiling(tiny_models, capsys):
+def test_lora_ceiling_lab_builds_five_setups_and_prints_the_ceiling(tiny_models, capsys):
     lab = load_lab("lora_ceiling")
     floor = lab.build_floor(tiny_models("bert"))
     trainable = [n for n, p in floor.named_parameters() if p.requires_grad]
@@ -175,5 +204,7 @@ def test_lora_ceiling_lab_builds_four_setups_and_prints_the_ceiling(tiny_models,
                      "--steps", "1"]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| ") and "x |" in line]
-    assert [r.split(" | ")[0] for r in rows] == ["| full", "| lora_peft", "| lora_fused", "| floor"]
-    assert "the ceiling (free A/B): " in out and "LoRA's dropout masks alone (13 a step" in out
+    assert [r.split(" | ")[0] for r in rows] == ["| full", "| lora_peft", "| lora_fused", "| lora_fused_p0", "| floor"]
+    assert lab.build_lora_fused_p0(tiny_models("bert")).base_model.model.bert.encoder.layer[0].attention.self.query \
+        .lora_dropout["default"].__class__ is nn.Identity  # the p = 0 row really runs without dropout
+    assert "the ceiling (free A/B): " in out and "without dropout (merged path) " in out and "LoRA's dropout masks alone (13 a step" in out

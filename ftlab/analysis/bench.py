@@ -372,32 +372,54 @@ def probe_run(argv: List[str], every: Optional[float], target: Optional[float] =
 def run_child(argv: List[str], every: Optional[float], target: Optional[float], max_epochs: Optional[float]) -> dict:
     """probe_run in a fresh Python process (imports count, as they do for a user): adds process_seconds,
     the wall time from spawning the process to its exit. The run's output folder is removed."""
-    work = tempfile.mkdtemp(prefix="bench-tta-")
-    spec = {"argv": argv + ["--output_dir", os.path.join(work, "run")], "every": every, "target": target,
-            "max_epochs": max_epochs, "result": os.path.join(work, "result.json")}
+    spec = {"kind": "tta", "argv": argv, "every": every, "target": target, "max_epochs": max_epochs}
+    return spawn_worker(spec, f"time-to-accuracy run failed: train.py {shlex.join(argv)}")
+
+
+def spawn_worker(spec: dict, what: str) -> dict:
+    """Run `spec` (kind tta: probe_run; kind setup: run_once) in a fresh `python -m ftlab.analysis.bench` and
+    return its result, with process_seconds (spawn to exit) and the process's own peak RSS."""
+    work = tempfile.mkdtemp(prefix="bench-worker-")
+    spec = {**spec, "result": os.path.join(work, "result.json")}
+    if spec["kind"] == "tta":
+        spec["argv"] = spec["argv"] + ["--output_dir", os.path.join(work, "run")]
     with open(os.path.join(work, "spec.json"), "w") as f:
         json.dump(spec, f)
     try:
         started = time.time()
-        proc = subprocess.run([sys.executable, "-m", "ftlab.analysis.bench", "--tta_worker", os.path.join(work, "spec.json")],
+        proc = subprocess.run([sys.executable, "-m", "ftlab.analysis.bench", "--worker", os.path.join(work, "spec.json")],
                               env=dict(os.environ, FTLAB_TTA_STARTED=repr(started)))
         seconds = time.time() - started
         if proc.returncode != 0:
-            raise SystemExit(f"error: time-to-accuracy run failed (exit {proc.returncode}): train.py {shlex.join(argv)}")
+            raise SystemExit(f"error: {what} (exit {proc.returncode})")
         with open(spec["result"]) as f:
             return {**json.load(f), "process_seconds": seconds}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def tta_worker(spec_path: str) -> int:
+def worker(spec_path: str) -> int:
+    """The child side of spawn_worker."""
     with open(spec_path) as f:
         spec = json.load(f)
-    started = float(os.environ.get("FTLAB_TTA_STARTED", START))
-    result = probe_run(spec["argv"], spec["every"], spec["target"], spec["max_epochs"], started)
-    result["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB; whole process
+    if spec["kind"] == "tta":
+        started = float(os.environ.get("FTLAB_TTA_STARTED", START))
+        result = probe_run(spec["argv"], spec["every"], spec["target"], spec["max_epochs"], started)
+    else:
+        result = run_once(*spec["args"])
+    result["process_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    if spec["kind"] == "tta":
+        result["peak_rss_bytes"] = result["process_peak_rss_bytes"]  # the time-to-accuracy table's whole process
     write_atomic(spec["result"], json.dumps(result))
     return 0
+
+
+def run_setup(separate: bool, *args) -> dict:
+    """run_once here, or (separate) in its own process, so that its peak memory is its own: in one process the
+    allocator keeps the pages an earlier setup freed, and a later setup's peak over its baseline reads low."""
+    if not separate:
+        return run_once(*args)
+    return spawn_worker({"kind": "setup", "args": list(args)}, f"bench setup {args[0]!r} failed")
 
 
 def band(accuracies: List[float]) -> tuple:
@@ -504,7 +526,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     tta.add_argument("--naive_from", default=None,
                      help="OUT.json of an earlier --time_to_accuracy run: reuse its naive runs instead of training them")
     tta.add_argument("--common_args", default="", help="train.py flags for both setups, one string (e.g. data limits)")
-    parser.add_argument("--tta_worker", default=None, help=argparse.SUPPRESS)  # internal: one child run
+    parser.add_argument("--separate_processes", action="store_true",
+                        help="run each setup in its own Python process: peak memory per setup (in one process a "
+                             "later setup reuses the pages an earlier one freed and its peak reads low)")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one child run
     args = commandline.one_line(parser).parse_args(argv)
     commandline.positive(args.steps, "--steps", "optimizer steps per setup, e.g. 10", allow_none=False)
     args.profile = args.profile or args.whole_run
@@ -529,6 +554,15 @@ def flops_line(r: dict, n: int, peak: float) -> str:
             f"samples/s  {r['useful_tokens_per_second']:9.1f} real tokens/s  useful {useful / 1e9:7.2f} GFLOP/s "
             f"({100 * useful / peak:5.1f}% of peak)  executed {executed / 1e9:7.2f} GFLOP/s "
             f"({100 * executed / peak:5.1f}%)" + in_steps_flops(r, n, peak))
+
+
+def memory_line(results: List[dict], separate: bool) -> str:
+    """Each setup's peak memory while training (run.json's memory.peak_bytes: over the run's baseline)."""
+    peaks = ", ".join(f"{r['label']} {r['peak_rss_bytes'] / 2 ** 20:,.0f}" for r in results
+                      if r.get("peak_rss_bytes") is not None)
+    how = ("each setup in its own process" if separate else
+           "one process: a later setup reuses pages an earlier one freed and reads low; --separate_processes")
+    return f"peak memory while training, MiB over each run's baseline ({how}): {peaks}"
 
 
 def in_steps_flops(r: dict, n: int, peak: float) -> str:
@@ -557,21 +591,19 @@ def main(argv=None) -> int:
         args = parse_args(argv)
     except ValueError as e:
         return commandline.fail(e)
-    if args.tta_worker:
-        return tta_worker(args.tta_worker)
+    if args.worker:
+        return worker(args.worker)
     if args.time_to_accuracy:
         return report_time_to_accuracy(args)
     extra = ["--model_name_or_path", args.model]
     peak = gemm_peak_flops()
     n = non_embedding_params(args.model)
     steps = None if args.whole_run else args.steps
-    results = [run_once("default", steps, args.method, extra + shlex.split(args.train_args),
-                        args.dataset_name, args.profile)]
-    if not args.no_naive:
-        results.append(run_once("naive", steps, args.method, extra + NAIVE, args.dataset_name, args.profile))
-    for label, flags in args.variants:
-        results.append(run_once(label, steps, args.method, extra + shlex.split(flags), args.dataset_name,
-                                args.profile))
+    setups = [("default", extra + shlex.split(args.train_args))]
+    setups += [] if args.no_naive else [("naive", extra + NAIVE)]
+    setups += [(label, extra + shlex.split(flags)) for label, flags in args.variants]
+    results = [run_setup(args.separate_processes, label, steps, args.method, argv, args.dataset_name, args.profile)
+               for label, argv in setups]
     # the peak again after the runs, the higher kept: this machine's speed drifts, and one slow reading
     # of the peak alone would inflate every "% of peak" below
     peak = max(peak, gemm_peak_flops())
@@ -583,6 +615,7 @@ def main(argv=None) -> int:
              *(flops_line(r, n, peak) for r in results)]
     base = results[0]["samples_per_second"]
     lines += [f"{r['label']} / default: {r['samples_per_second'] / base:.2f}x samples/s" for r in results[1:]]
+    lines += [memory_line(results, args.separate_processes)]
     if args.profile:
         lines += ["", phase_table(results, IMPORT_SECONDS if args.whole_run else None)]
     text = "\n".join(lines)

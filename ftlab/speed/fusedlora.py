@@ -13,6 +13,12 @@ computes only what LoRA trains: the input gradient g W + ((s' g B) A) * mask, A'
 narrow products in the layouts ftlab/speed/narrowlinear.py measured faster ([r, *] results transposed as views). The
 mask is FastDropout's (fastdropout.random_lanes, the draw keep_mask makes: same generator, same count, at the
 same point of the forward), so a model trains on the same masks as with peft's modules; values agree to float32 rounding.
+The node keeps x itself and the int16 lanes, not a dropped copy of x: layers that read one input (q/k/v) share it.
+
+Without dropout (p = 0) both paths read the same x and the node computes with the merged weight W + s B A (built
+each pass, out x in x r multiply-adds): one GEMM forward and one for the input gradient, as a frozen Linear; no
+[N, in] LoRA term is written or added. MiniLM at batch 32 x 64 tokens, AVX2 EPYC, fp32 (labs/lora_ceiling.py):
+1.34x full fine-tuning's step, against 1.15x with dropout 0.1 (the 36 masks alone cost 114 ms of its 1,201).
 
 Taken only where it was measured and where it is the same function: float32 on the CPU with gradients on and no
 autocast, one active vanilla LoRA adapter (no DoRA, no LoRA bias, not merged), a plain nn.Linear base whose
@@ -39,41 +45,61 @@ class _FusedLora(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, lora_a, lora_b, scale: float, p: float):
         x2 = x.reshape(-1, x.shape[-1])  # [N, in]
+        if p == 0:
+            return _FusedLora._forward_merged(ctx, x, x2, weight, bias, lora_a, lora_b, scale)
         y = torch.addmm(bias, x2, weight.t()) if bias is not None else torch.mm(x2, weight.t())  # [N, out]
-        lanes = None
-        if p > 0:  # FastDropout's draw (same generator, same count), its mask made as a float tensor directly:
-            lanes = random_lanes(x2.numel())  # [N * in] int16; a bool mask would cost a cast per multiply
-            xd = x2 * _keep(lanes, p, x2)  # [N, in]: dropout without its 1/(1-p), which `scale` holds
-        else:
-            xd = x2
+        # FastDropout's draw (same generator, same count), its mask made as a float tensor directly
+        lanes = random_lanes(x2.numel())  # [N * in] int16; a bool mask would cost a cast per multiply
+        xd = x2 * _keep(lanes, p, x2)  # [N, in]: dropout without its 1/(1-p), which `scale` holds
         u = torch.mm(xd, lora_a.t())  # [N, r]
         y.addmm_(u, lora_b.t(), alpha=scale)  # [N, out] += scale * u B^T
-        # kept for the backward: x_d and u as peft's A and B nodes keep them, and the lanes (2 bytes an element
-        # where peft's dropout keeps a 1-byte bool mask) to remake the float mask
-        ctx.save_for_backward(xd, u, lanes, weight, lora_a, lora_b)
+        # kept for the backward: x itself (no copy: layers that read one input, as q/k/v do, share it, where peft's
+        # A nodes keep one dropped copy each), u as peft's B node keeps it, and the lanes (2 bytes an element where
+        # peft's dropout keeps a 1-byte bool mask) to remake the float mask; x_d is made again there (one pass)
+        ctx.save_for_backward(x2, u, lanes, weight, lora_a, lora_b)
         ctx.scale, ctx.p, ctx.x_shape = scale, p, x.shape
         return y.view(*x.shape[:-1], y.shape[-1])
 
     @staticmethod
+    def _forward_merged(ctx, x, x2, weight, bias, lora_a, lora_b, scale: float):
+        """Without dropout both paths see the same x, so y = x (W + s B A)^T + b: one GEMM with the merged
+        [out, in] weight (out x in x r multiply-adds to build), where the split form adds a pass over the [N, out]
+        output; the backward's input gradient is g (W + s B A), one GEMM, where the split form writes an [N, in]
+        LoRA term and adds it. Same function; float32 rounding differs (~1e-7 relative)."""
+        y = _merged_linear(x2, weight, bias, lora_a, lora_b, scale)  # [N, out]
+        u = torch.mm(x2, lora_a.t())  # [N, r]: B's gradient needs it
+        # x itself is kept, no copy (the previous layer's output, alive anyway); the merged weight is rebuilt in
+        # the backward rather than kept: one [out, in] copy per layer would hold a second frozen model in memory
+        ctx.save_for_backward(x2, u, None, weight, lora_a, lora_b)  # lanes None: no dropout
+        ctx.scale, ctx.p, ctx.x_shape = scale, 0.0, x.shape
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+    @staticmethod
     def backward(ctx, grad):  # grad: [..., out]
-        xd, u, lanes, weight, lora_a, lora_b = ctx.saved_tensors
+        x2, u, lanes, weight, lora_a, lora_b = ctx.saved_tensors  # x2: [N, in]
         need_x, _, _, need_a, need_b = ctx.needs_input_grad[:5]
         g = grad.reshape(-1, grad.shape[-1])  # [N, out]
         grad_x = grad_a = grad_b = None
+        keep = _keep(lanes, ctx.p, x2) if lanes is not None else None  # [N, in] 1.0 / 0.0
         gu_t = torch.mm(lora_b.t(), g.t()).mul_(ctx.scale)  # [r, N] = (scale * g B)^T
         if need_b:
             grad_b = torch.mm(u.t(), g).mul_(ctx.scale).t()  # [r, N] @ [N, out] -> [out, r] as a view
         if need_a:
-            grad_a = torch.mm(gu_t, xd)  # [r, N] @ [N, in] -> [r, in]
-        if need_x:
+            grad_a = torch.mm(gu_t, x2 if keep is None else x2 * keep)  # [r, N] @ [N, in] -> [r, in]
+        if need_x and keep is None:  # no dropout: g (W + s B A), one GEMM
+            grad_x = torch.mm(g, torch.addmm(weight, lora_b, lora_a, alpha=ctx.scale)).view(ctx.x_shape)
+        elif need_x:
             grad_x = torch.mm(g, weight)  # [N, out] @ [out, in]: the frozen path
             lora_x = torch.mm(gu_t.t(), lora_a)  # [N, r] @ [r, in]: LoRA's path, before the dropout
-            if lanes is not None:
-                grad_x.addcmul_(lora_x, _keep(lanes, ctx.p, lora_x))
-            else:
-                grad_x.add_(lora_x)
-            grad_x = grad_x.view(ctx.x_shape)
+            grad_x = grad_x.addcmul_(lora_x, keep).view(ctx.x_shape)
         return grad_x, None, None, grad_a, grad_b, None, None
+
+
+def _merged_linear(x2: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], lora_a: torch.Tensor,
+                   lora_b: torch.Tensor, scale: float) -> torch.Tensor:
+    """x2 (W + scale B A)^T + b for x2: [N, in], W: [out, in], B: [out, r], A: [r, in]."""
+    merged = torch.addmm(weight, lora_b, lora_a, alpha=scale)  # [out, in]
+    return torch.addmm(bias, x2, merged.t()) if bias is not None else torch.mm(x2, merged.t())
 
 
 def _keep(lanes: torch.Tensor, p: float, like: torch.Tensor) -> torch.Tensor:
