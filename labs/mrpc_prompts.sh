@@ -1,52 +1,68 @@
 #!/usr/bin/env bash
-# Lab: MRPC paraphrase detection with a decoder + classification head (LoRA, or QLoRA on a GPU),
-# and four prompt templates around the sentence pair: none, the right task description, a
-# misleading one, an unrelated one. One table, a row per (method, prompt).
+# Lab: MRPC paraphrase detection with a decoder + classification head, the seed lab's four prompts and
+# recipe (LoRA r 8, alpha 16, dropout 0.1 on q_proj/v_proj, batch 8; NF4 QLoRA beside it). Each input is
+# the seed's f"{prompt} Sentence 1: {s1} Sentence 2: {s2}", prompt one of:
+#   none ""   perfect "Does sentence 1 mean the same as sentence 2?"
+#   conflicting "Bob sent a message to Alice, which one is better?"   insufficient "Cut the crap, what's your GPA?"
+# One table, a row per (method, prompt, training pairs); the choices (learning rate, epochs, pairs) and the
+# table: results/mrpc_prompts/README.md.
 #
-#   labs/mrpc_prompts.sh                            # the course model, Qwen/Qwen1.5-0.5B (Hub)
-#   METHODS="lora qlora" labs/mrpc_prompts.sh       # on a CUDA GPU
-#   MODEL=smollm2 DATA_DIR=/work/shared/data labs/mrpc_prompts.sh   # offline (uv run ftlab models prepare smollm2)
+#   DATA_DIR=../shared/data labs/mrpc_prompts.sh                    # the embedded SmolLM2, LoRA, 4 prompts x 3 seeds
+#   METHODS=qlora PROMPTS=perfect DATA_DIR=../shared/data labs/mrpc_prompts.sh
+#   MODEL=meta-llama/Meta-Llama-3-8B METHODS="lora qlora" LR=3e-4 EPOCHS=10 TRAIN_PAIRS=all labs/mrpc_prompts.sh  # the seed's GPU setting
 #
-# Runs: OUTPUT_ROOT/mrpc/<model>/<method>_prompt-<name>/seed<seed>; table: OUTPUT_ROOT/report/
-# (ftlab report --group_by config.prompt puts each template on its own row).
+# Runs: OUTPUT_ROOT/mrpc/<model>/<method>_prompt-<name>_pairs-<n>/seed<seed> (a killed grid resumes); table:
+# OUTPUT_ROOT/report/ (`ftlab report --group_by config.prompt`).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
-MODEL="${MODEL:-Qwen/Qwen1.5-0.5B}"
+MODEL="${MODEL:-smollm2}"
 DATASET="${DATASET:-mrpc}"
 METHODS="${METHODS:-lora}"
 SEEDS="${SEEDS:-1 2 3}"
-PROMPTS="${PROMPTS:-none right misleading unrelated}"
-OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/labs/mrpc}"
-EPOCHS="${EPOCHS:-2}"
-BATCH_SIZE="${BATCH_SIZE:-16}"
-MAX_LENGTH="${MAX_LENGTH:-160}"    # two sentences + the template
-# Also EXTRA_ARGS, SVM_ARGS, REPORT_ARGS and PYTHON: see labs/grid.sh.
+PROMPTS="${PROMPTS:-none perfect conflicting insufficient}"   # the seed's four (TEMPLATES below)
+OUTPUT_ROOT="${OUTPUT_ROOT:-outputs/labs/mrpc_prompts}"
+TRAIN_PAIRS="${TRAIN_PAIRS:-1000}"   # the first N of MRPC's 3,668 training pairs (same pairs every run), or all
+LR="${LR:-1e-3}"                     # chosen on validation: results/mrpc_prompts/README.md
+EPOCHS="${EPOCHS:-3}"                # the most; each run keeps its best epoch on validation accuracy
+BATCH_SIZE="${BATCH_SIZE:-8}"
+MAX_LENGTH="${MAX_LENGTH:-160}"      # the longest prompt + pair is ~120 SmolLM2 tokens: nothing is cut
+LORA_TARGETS="${LORA_TARGETS:-q_proj,v_proj}"
+# Also EXTRA_ARGS, REPORT_ARGS and PYTHON: see labs/grid.sh.
 
-# Templates for dataHelper's mrpc prompt option ({sentence1}, {sentence2}; "none" = its default
-# "{sentence1} {sep} {sentence2}").
+# The seed's templates; "none" keeps the f-string's leading space, as the seed's inputs have it.
 declare -A TEMPLATES=(
-    [right]="Do the following two sentences express the same meaning? Sentence 1: {sentence1} Sentence 2: {sentence2}"
-    [misleading]="Does the second sentence contradict the first one? Sentence 1: {sentence1} Sentence 2: {sentence2}"
-    [unrelated]="Translate the following text into French. {sentence1} {sentence2}"
+    [none]=" Sentence 1: {sentence1} Sentence 2: {sentence2}"
+    [perfect]="Does sentence 1 mean the same as sentence 2? Sentence 1: {sentence1} Sentence 2: {sentence2}"
+    [conflicting]="Bob sent a message to Alice, which one is better? Sentence 1: {sentence1} Sentence 2: {sentence2}"
+    [insufficient]="Cut the crap, what's your GPA? Sentence 1: {sentence1} Sentence 2: {sentence2}"
 )
 
+PROMPT_NAMES="none perfect conflicting insufficient"  # TEMPLATES' keys in the seed's order
 for prompt in $PROMPTS; do
-    if [[ "$prompt" != none && ! -v "TEMPLATES[$prompt]" ]]; then
-        echo "error: unknown prompt '$prompt' in PROMPTS; valid: none ${!TEMPLATES[*]}" >&2
+    if [[ ! -v "TEMPLATES[$prompt]" ]]; then
+        echo "error: unknown prompt '$prompt' in PROMPTS; valid: $PROMPT_NAMES" >&2
         exit 2
     fi
 done
+if [[ "$TRAIN_PAIRS" != all && ! "$TRAIN_PAIRS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: TRAIN_PAIRS '$TRAIN_PAIRS' must be a positive number of pairs or 'all'" >&2
+    exit 2
+fi
+
+TRAIN_FLAGS=(
+    --learning_rate "$LR"
+    --lora_r 8 --lora_alpha 16 --lora_dropout 0.1 --lora_target_modules "$LORA_TARGETS"
+)
+if [[ "$TRAIN_PAIRS" != all ]]; then TRAIN_FLAGS+=(--max_train_samples "$TRAIN_PAIRS"); fi
 
 # shellcheck source=grid.sh
 source "$ROOT/labs/grid.sh"
 
 for method in $METHODS; do
     for prompt in $PROMPTS; do
-        flags=()
-        if [[ "$prompt" != none ]]; then flags=(--prompt "${TEMPLATES[$prompt]}"); fi
-        run_seeds "$OUTPUT_ROOT/$DATASET/$(model_tag "$MODEL")/${method}_prompt-$prompt" "$method" "$MODEL" "$DATASET" \
-            "${flags[@]}"
+        run_seeds "$OUTPUT_ROOT/$DATASET/$(model_tag "$MODEL")/${method}_prompt-${prompt}_pairs-$TRAIN_PAIRS" \
+            "$method" "$MODEL" "$DATASET" --prompt "${TEMPLATES[$prompt]}"
     done
 done
 make_report --group_by config.prompt

@@ -145,7 +145,7 @@ def test_killed_grid_restarts_where_it_stopped(tmp_path, tiny_models):
 def test_mrpc_lab_rejects_an_unknown_prompt(tmp_path):
     proc = run_script("labs/mrpc_prompts.sh", grid_env(tmp_path, PROMPTS="none funny"))
     assert proc.returncode == 2
-    assert proc.stderr.startswith("error: unknown prompt 'funny' in PROMPTS; valid: none ")
+    assert proc.stderr == "error: unknown prompt 'funny' in PROMPTS; valid: none perfect conflicting insufficient\n"
     assert not (tmp_path / "runs").exists()
 
 
@@ -162,15 +162,43 @@ def test_rotten_tomatoes_lab_has_validation_and_test_columns(tmp_path, tiny_mode
     assert "validation accuracy" in md and "test accuracy" in md
 
 
+SEED_PROMPTS = {  # the seed lab's f"{prompt} Sentence 1: {s1} Sentence 2: {s2}", with its four prompts
+    "none": "", "perfect": "Does sentence 1 mean the same as sentence 2?",
+    "conflicting": "Bob sent a message to Alice, which one is better?", "insufficient": "Cut the crap, what's your GPA?"}
+
+
+def test_mrpc_lab_runs_the_seeds_prompts_and_recipe_verbatim(tmp_path):
+    log = tmp_path / "calls.txt"
+    stand_in = tmp_path / "python"  # records every train.py call, one argument a line
+    stand_in.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" >> {log}\necho ---- >> {log}\n")
+    stand_in.chmod(0o755)
+    proc = run_script("labs/mrpc_prompts.sh", grid_env(tmp_path, PYTHON=str(stand_in), SEEDS="1", EXTRA_ARGS=""))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    calls = [c.strip("\n").split("\n") for c in log.read_text().split("----\n") if "train.py" in c]
+    assert len(calls) == 4
+    for name, prompt in SEED_PROMPTS.items():
+        [argv] = [c for c in calls if f"_prompt-{name}_pairs-1000/seed1" in c[c.index("--output_dir") + 1]]
+        s1, s2 = "A cat sat.", "The cat sat."
+        template = argv[argv.index("--prompt") + 1]
+        assert template.format(sentence1=s1, sentence2=s2) == f"{prompt} Sentence 1: {s1} Sentence 2: {s2}"
+        flags = dict(zip(argv[1::2], argv[2::2]))
+        assert {k: flags[k] for k in ("--model_name_or_path", "--dataset_name", "--method", "--lora_r", "--lora_alpha",
+                                      "--lora_dropout", "--lora_target_modules", "--per_device_train_batch_size",
+                                      "--max_train_samples")} == {
+            "--model_name_or_path": "smollm2", "--dataset_name": "mrpc", "--method": "lora", "--lora_r": "8",
+            "--lora_alpha": "16", "--lora_dropout": "0.1", "--lora_target_modules": "q_proj,v_proj",
+            "--per_device_train_batch_size": "8", "--max_train_samples": "1000"}
+
+
 @pytest.mark.slow
 def test_mrpc_lab_puts_each_prompt_on_its_own_row(tmp_path, tiny_models):
-    env = grid_env(tmp_path, MODEL=tiny_models("qwen2"), PROMPTS="none right", SEEDS="1")
+    env = grid_env(tmp_path, MODEL=tiny_models("qwen2"), PROMPTS="none perfect", SEEDS="1")
     proc = run_script("labs/mrpc_prompts.sh", env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "runs" / "report" / "table.csv").open()))
-    prompts = sorted(r["config.prompt"] for r in rows)
-    assert prompts == ["", "Do the following two sentences express the same meaning? Sentence 1: {sentence1} "
-                           "Sentence 2: {sentence2}"]
+    prompts = sorted(r["config.prompt"].strip() for r in rows)
+    assert prompts == ["Does sentence 1 mean the same as sentence 2? Sentence 1: {sentence1} Sentence 2: {sentence2}",
+                       "Sentence 1: {sentence1} Sentence 2: {sentence2}"]
     assert all(r["method"] == "lora" and r["dataset"] == "mrpc" for r in rows)
 
 
