@@ -44,14 +44,14 @@ def build_full(model_name: str):
     return _base(model_name)
 
 
-def build_lora_peft(model_name: str, dropout: float = methods.MethodArguments.lora_dropout):
+def build_lora_peft(model_name: str, dropout: float = methods.DEFAULT_LORA_DROPOUT):
     """peft's LoRA (method defaults) as train.py built it before fusedlora: --fused_lora false."""
     model = methods.bind_method(methods.MethodArguments(method="lora", lora_dropout=dropout)).apply(_base(model_name))
     use_narrow_linear(model)  # train.py's --fast_lora_backward default
     return model
 
 
-def build_lora_fused(model_name: str, dropout: float = methods.MethodArguments.lora_dropout):
+def build_lora_fused(model_name: str, dropout: float = methods.DEFAULT_LORA_DROPOUT):
     """train.py's LoRA today: peft's layers in one fused node each (ftlab/speed/fusedlora.py)."""
     model = build_lora_peft(model_name, dropout)
     use_fused_lora(model)
@@ -137,7 +137,7 @@ def main(argv=None) -> int:
                                              fused=True)
     batch = make_batch(models["full"], args.batch, args.tokens)
     shapes = lora_dropout_shapes(models["lora_peft"], batch)
-    p = methods.MethodArguments().lora_dropout
+    p = methods.DEFAULT_LORA_DROPOUT
     for name in SETUPS:  # warm-up: the BLAS's kernels for these shapes
         timed_step(models[name], optimizers[name], batch, bf16)
     steps = {name: [] for name in SETUPS}  # (fwd, bwd, opt) of every timed step

@@ -37,6 +37,7 @@ CASES = [
     ("train-unknown-dataset", "train", ["--dataset_name", "restaurnt_sup"],
      "unknown dataset 'restaurnt_sup'; did you mean restaurant_sup"),
     ("train-unknown-method", "train", ["--method", "lorra"], "unknown method 'lorra'; did you mean lora"),
+    ("train-lora-dropout-1", "train", ["--lora_dropout", "1"], "--lora_dropout 1: must be in [0, 1)"),
     ("train-folder-not-a-model", "train", ["--model_name_or_path", "{i}/not_a_model"],
      "'{i}/not_a_model' is not a model folder"),
     ("train-unknown-flag", "train", ["--lerning_rate", "1e-4"],

@@ -1,4 +1,5 @@
 """train.py: named steps, run.json, bad input, config files, resume and 2 processes (tiny models, fixtures)."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ftlab.methods.registry import METHODS, bind_method, get_method
+from ftlab.data.datasets import DATASETS
+from ftlab.methods.registry import METHODS, MethodArguments, bind_method, get_method
 from ftlab.metrics.classification import compute_metrics
 from ftlab.models import build
 from ftlab.models.checkpoints import resolve_model_name
@@ -221,8 +223,25 @@ def test_schedule_defaults_come_from_the_method_registry_and_flags_win(method):
 def test_a_sets_schedule_fills_the_flags_left_unset(argv, epochs, max_length):
     model_args, data_args, method_args, _, targs = train.parse_args(argv)
     assert data_args.max_length is None or "--max_length" in argv
-    train.finalize_training_args(targs, model_args, data_args, bind_method(method_args), has_validation=True)
+    bound = train.bind_for_run(method_args, data_args)
+    train.finalize_training_args(targs, model_args, data_args, bound, has_validation=True)
     assert (targs.num_train_epochs, data_args.max_length) == (epochs, max_length)
+    # bbc_news's lora schedule is also without dropout (results/lora_cheaper_than_full); other sets keep 0.1
+    first_command = data_args.dataset_name == "bbc_news" and method_args.method == "lora"
+    assert bound.args.lora_dropout == (0.0 if first_command else 0.1)
+
+
+def test_lora_dropout_comes_from_the_sets_schedule_where_the_flag_is_unset(monkeypatch):
+    assert bind_method(MethodArguments(method="lora")).args.lora_dropout == 0.1  # DEFAULT_LORA_DROPOUT
+    assert bind_method(MethodArguments(method="lora"), {"lora_dropout": 0.0}).args.lora_dropout == 0.0
+    flag = MethodArguments(method="lora", lora_dropout=0.2)
+    assert bind_method(flag, {"lora_dropout": 0.0}).args.lora_dropout == 0.2  # the user's flag wins
+    spec = DATASETS["restaurant_sup"]  # run() binds with the set's schedule for the method
+    monkeypatch.setitem(DATASETS, "restaurant_sup", dataclasses.replace(spec, schedules={"lora": {"lora_dropout": 0.0}}))
+    _, data_args, method_args, _, _ = train.parse_args(["--dataset_name", "restaurant_sup"])
+    assert train.bind_for_run(method_args, data_args).settings()["lora_dropout"] == 0.0
+    _, data_args, method_args, _, _ = train.parse_args(["--dataset_name", "restaurant_sup", "--method", "lora_scratch"])
+    assert train.bind_for_run(method_args, data_args).args.lora_dropout == 0.1  # the schedule is lora's only
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -300,7 +319,8 @@ def test_two_processes_write_one_record(tiny_models, tmp_path):
 def test_main_config_is_the_default_run():
     def settings(args):
         model_args, data_args, method_args, _, targs = args
-        train.finalize_training_args(targs, model_args, data_args, bind_method(method_args), has_validation=True)
+        train.finalize_training_args(targs, model_args, data_args, train.bind_for_run(method_args, data_args),
+                                     has_validation=True)
         keys = ("num_train_epochs", "learning_rate", "per_device_train_batch_size", "eval_strategy", "save_strategy",
                 "load_best_model_at_end", "metric_for_best_model", "group_by_length", "seed", "warmup_ratio", "optim")
         return (model_args.model_name_or_path, data_args.dataset_name, data_args.max_length, method_args,
@@ -309,8 +329,9 @@ def test_main_config_is_the_default_run():
     from_file = train.parse_args([os.path.join(ROOT, "configs", "main.yaml")])
     assert settings(from_file) == settings(train.parse_args([]))
     assert from_file[-1].learning_rate == get_method("lora").learning_rate
-    # bbc_news's own lora schedule (results/first_command), not lora's 15 epochs at 128 tokens
-    assert (from_file[-1].num_train_epochs, from_file[1].max_length) == (2, 64)
+    # bbc_news's own lora schedule (results/first_command), not lora's 15 epochs at 128 tokens, and without
+    # dropout (results/lora_cheaper_than_full)
+    assert (from_file[-1].num_train_epochs, from_file[1].max_length, from_file[2].lora_dropout) == (2, 64, 0.0)
 
 
 def test_early_stopping_stops_when_validation_stops_improving(tiny_models, tmp_path, capsys):

@@ -24,7 +24,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -83,6 +83,7 @@ EXTRA_DEFAULT_TARGETS = {"distilbert": ["q_lin", "v_lin"]}
 
 
 ALL_LINEAR = "all-linear"
+DEFAULT_LORA_DROPOUT = 0.1  # where neither --lora_dropout nor the data set's schedule says otherwise
 
 
 def all_linear_targets(model: nn.Module) -> List[str]:
@@ -239,7 +240,7 @@ def apply_lora(model, args: MethodArguments):
 
     targets = resolve_target_modules(model, args.lora_target_modules)
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=args.lora_r, lora_alpha=args.lora_alpha,
-                        lora_dropout=args.lora_dropout, target_modules=targets,
+                        lora_dropout=lora_dropout(args), target_modules=targets,
                         # the whole head (not only peft's default "classifier"/"score") trains and is saved
                         modules_to_save=head_module_names(model))
     return get_peft_model(model, config)
@@ -253,7 +254,7 @@ def apply_lora_scratch(model, args: MethodArguments):
     for name, linear in wrapped:
         parent_name, _, child = name.rpartition(".")
         parent = model.base_model.get_submodule(parent_name) if parent_name else model.base_model
-        setattr(parent, child, LoRALinear(linear, args.lora_r, args.lora_alpha, args.lora_dropout))
+        setattr(parent, child, LoRALinear(linear, args.lora_r, args.lora_alpha, lora_dropout(args)))
     logger.info("lora_scratch wrapped %d Linear modules (%s)", len(wrapped), ", ".join(targets))
     return model
 
@@ -369,8 +370,14 @@ def apply_qlora(model, args: MethodArguments):
     return apply_lora(model, args)
 
 
+def lora_dropout(args: MethodArguments) -> float:
+    """The LoRA dropout to build with: bind_method resolves the flag left unset (the set's schedule, else the
+    default); a MethodArguments used directly (the library API, tests) gets the default."""
+    return DEFAULT_LORA_DROPOUT if args.lora_dropout is None else args.lora_dropout
+
+
 def _lora_settings(args: MethodArguments) -> dict:
-    return {"lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_dropout": args.lora_dropout,
+    return {"lora_r": args.lora_r, "lora_alpha": args.lora_alpha, "lora_dropout": lora_dropout(args),
             "lora_target_modules": args.lora_target_modules or "default"}
 
 
@@ -454,7 +461,8 @@ class MethodArguments:
     lora_r: int = field(default=8, metadata={"help": "LoRA rank r (lora, lora_scratch, qlora)."})
     lora_alpha: float = field(default=16, metadata={
         "help": "LoRA alpha; the update is scaled by alpha / r."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch input."})
+    lora_dropout: Optional[float] = field(default=None, metadata={
+        "help": f"Dropout on the LoRA branch input (default {DEFAULT_LORA_DROPOUT}; a set's schedule may set its own)."})
     lora_target_modules: Optional[str] = field(default=None, metadata={
         "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'), or all-linear (every "
                 "Linear of the base model's layers); default: lora all-linear, others peft's per-architecture "
@@ -508,11 +516,16 @@ class BoundMethod:
         return self.method.settings(self.args)
 
 
-def bind_method(args: MethodArguments) -> BoundMethod:
+def bind_method(args: MethodArguments, schedule: Optional[Mapping[str, Any]] = None) -> BoundMethod:
     """Look the method up and check that it can run here (one-line ValueError otherwise). The method's
-    default LoRA targets are written into `args` when none were given, so run.json records them."""
+    default LoRA targets, and the LoRA dropout (the data set's `schedule`'s where it sets one), are written into
+    `args` when none were given, so run.json records them."""
     method = get_method(args.method)
     method.check(method.name)
+    if args.lora_dropout is None:
+        args.lora_dropout = (schedule or {}).get("lora_dropout", DEFAULT_LORA_DROPOUT)
+    if not 0 <= args.lora_dropout < 1:
+        raise ValueError(f"--lora_dropout {args.lora_dropout:g}: must be in [0, 1), e.g. 0.1 (0: no dropout)")
     if args.lora_target_modules is None and method.lora_targets:
         args.lora_target_modules = method.lora_targets
     return BoundMethod(method, args)

@@ -16,8 +16,9 @@ same point of the forward), so a model trains on the same masks as with peft's m
 The node keeps x itself and the int16 lanes, not a dropped copy of x: layers that read one input (q/k/v) share it.
 
 Without dropout (p = 0) both paths read the same x and the node computes with the merged weight W + s B A (built
-each pass, out x in x r multiply-adds): one GEMM forward and one for the input gradient, as a frozen Linear; no
-[N, in] LoRA term is written or added. MiniLM at batch 32 x 64 tokens, AVX2 EPYC, fp32 (labs/lora_ceiling.py):
+each pass, out x in x r multiply-adds): one GEMM forward, x [W + s B A; A]^T, gives y and u = x A^T, and one
+backward, g [W + s B A | B], gives the input gradient and g B, as a frozen Linear's two GEMMs with r more
+columns; no [N, in] LoRA term is written or added. MiniLM at batch 32 x 64 tokens, AVX2 EPYC, fp32 (labs/lora_ceiling.py):
 1.34x full fine-tuning's step, against 1.15x with dropout 0.1 (the 36 masks alone cost 114 ms of its 1,201).
 
 Taken only where it was measured and where it is the same function: float32 on the CPU with gradients on and no
@@ -62,17 +63,20 @@ class _FusedLora(torch.autograd.Function):
 
     @staticmethod
     def _forward_merged(ctx, x, x2, weight, bias, lora_a, lora_b, scale: float):
-        """Without dropout both paths see the same x, so y = x (W + s B A)^T + b: one GEMM with the merged
-        [out, in] weight (out x in x r multiply-adds to build), where the split form adds a pass over the [N, out]
-        output; the backward's input gradient is g (W + s B A), one GEMM, where the split form writes an [N, in]
-        LoRA term and adds it. Same function; float32 rounding differs (~1e-7 relative)."""
-        y = _merged_linear(x2, weight, bias, lora_a, lora_b, scale)  # [N, out]
-        u = torch.mm(x2, lora_a.t())  # [N, r]: B's gradient needs it
+        """Without dropout both paths read the same x, so y = x (W + s B A)^T + b, and u = x A^T (B's gradient
+        needs it) comes from the same GEMM: x [W + s B A; A]^T, [N, out + r]. The split form adds a pass over the
+        [N, out] output and one over x for u. Same function; float32 rounding differs (~1e-7 relative)."""
+        out = weight.shape[0]
+        wa = _stacked(weight, lora_b, lora_a, scale, lora_a, rows=True)  # [out + r, in]
+        o = torch.addmm(torch.cat([bias, bias.new_zeros(lora_a.shape[0])]), x2, wa.t()) if bias is not None \
+            else torch.mm(x2, wa.t())  # [N, out + r]
+        u = o[:, out:].clone()  # [N, r], its own: keeping a view would keep all of o
         # x itself is kept, no copy (the previous layer's output, alive anyway); the merged weight is rebuilt in
         # the backward rather than kept: one [out, in] copy per layer would hold a second frozen model in memory
         ctx.save_for_backward(x2, u, None, weight, lora_a, lora_b)  # lanes None: no dropout
         ctx.scale, ctx.p, ctx.x_shape = scale, 0.0, x.shape
-        return y.view(*x.shape[:-1], y.shape[-1])
+        # y: o's first `out` columns, a strided view (row stride out + r); the [..., out] view splits only N
+        return o[:, :out].view(*x.shape[:-1], out)
 
     @staticmethod
     def backward(ctx, grad):  # grad: [..., out]
@@ -80,26 +84,35 @@ class _FusedLora(torch.autograd.Function):
         need_x, _, _, need_a, need_b = ctx.needs_input_grad[:5]
         g = grad.reshape(-1, grad.shape[-1])  # [N, out]
         grad_x = grad_a = grad_b = None
-        keep = _keep(lanes, ctx.p, x2) if lanes is not None else None  # [N, in] 1.0 / 0.0
-        gu_t = torch.mm(lora_b.t(), g.t()).mul_(ctx.scale)  # [r, N] = (scale * g B)^T
+        if need_x and lanes is None:  # no dropout: g [W + s B A | B], one GEMM for the input gradient and g B
+            o = torch.mm(g, _stacked(weight, lora_b, lora_a, ctx.scale, lora_b, rows=False))  # [N, in + r]
+            grad_x = o[:, :x2.shape[1]].view(ctx.x_shape)
+            gu_t = o[:, x2.shape[1]:].t().mul(ctx.scale)  # [r, N] = (scale * g B)^T
+        else:
+            gu_t = torch.mm(lora_b.t(), g.t()).mul_(ctx.scale)  # [r, N] = (scale * g B)^T
         if need_b:
             grad_b = torch.mm(u.t(), g).mul_(ctx.scale).t()  # [r, N] @ [N, out] -> [out, r] as a view
+        keep = _keep(lanes, ctx.p, x2) if lanes is not None else None  # [N, in] 1.0 / 0.0
         if need_a:
             grad_a = torch.mm(gu_t, x2 if keep is None else x2 * keep)  # [r, N] @ [N, in] -> [r, in]
-        if need_x and keep is None:  # no dropout: g (W + s B A), one GEMM
-            grad_x = torch.mm(g, torch.addmm(weight, lora_b, lora_a, alpha=ctx.scale)).view(ctx.x_shape)
-        elif need_x:
+        if need_x and keep is not None:
             grad_x = torch.mm(g, weight)  # [N, out] @ [out, in]: the frozen path
             lora_x = torch.mm(gu_t.t(), lora_a)  # [N, r] @ [r, in]: LoRA's path, before the dropout
             grad_x = grad_x.addcmul_(lora_x, keep).view(ctx.x_shape)
         return grad_x, None, None, grad_a, grad_b, None, None
 
 
-def _merged_linear(x2: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], lora_a: torch.Tensor,
-                   lora_b: torch.Tensor, scale: float) -> torch.Tensor:
-    """x2 (W + scale B A)^T + b for x2: [N, in], W: [out, in], B: [out, r], A: [r, in]."""
-    merged = torch.addmm(weight, lora_b, lora_a, alpha=scale)  # [out, in]
-    return torch.addmm(bias, x2, merged.t()) if bias is not None else torch.mm(x2, merged.t())
+def _stacked(weight: torch.Tensor, lora_b: torch.Tensor, lora_a: torch.Tensor, scale: float, extra: torch.Tensor,
+             rows: bool) -> torch.Tensor:
+    """The merged weight W + scale B A ([out, in]) with `extra` beside it in one buffer: below it (rows:
+    [out + r, in], extra = A) or to its right ([out, in + r], extra = B), so one GEMM computes both products."""
+    out, n_in = weight.shape
+    r = lora_a.shape[0]
+    buf = torch.empty((out + r, n_in) if rows else (out, n_in + r), dtype=weight.dtype)
+    merged, beside = (buf[:out], buf[out:]) if rows else (buf[:, :n_in], buf[:, n_in:])
+    torch.addmm(weight, lora_b, lora_a, alpha=scale, out=merged)
+    beside.copy_(extra)
+    return buf
 
 
 def _keep(lanes: torch.Tensor, p: float, like: torch.Tensor) -> torch.Tensor:

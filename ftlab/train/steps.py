@@ -111,6 +111,11 @@ def save_final_model(trainer: Trainer, tokenizer) -> None:
 
 # ---------------------------------------------------------------- run plumbing
 
+def bind_for_run(method_args: MethodArguments, data_args: DataArguments) -> BoundMethod:
+    """bind_method with the data set's own schedule for the method (its LoRA dropout, where it sets one)."""
+    return bind_method(method_args, schedule_for(data_args.dataset_name, method_args.method))
+
+
 def finalize_training_args(targs: FtTrainingArguments, model_args: ModelArguments, data_args: DataArguments,
                            method: BoundMethod, has_validation: bool) -> None:
     """Resolve the defaults that depend on the other arguments."""
@@ -423,7 +428,7 @@ def run(model_args: ModelArguments, data_args: DataArguments, method_args: Metho
     """One training run, start to run.json; returns the record. `callbacks`: more Trainer callbacks
     (search.py's pruning reporter)."""
     args = TrainArgs(model_args, data_args, method_args, run_args, targs)
-    method = bind_method(method_args)
+    method = bind_for_run(method_args, data_args)
     setup_logging(targs)
     tokenizer = load_tokenizer(model_args.model_name_or_path, model_args.trust_remote_code)
     data = prepare_data(args, tokenizer)
