@@ -9,7 +9,8 @@
 #
 #   DATA_DIR=../shared/data labs/mrpc_prompts.sh                    # the embedded SmolLM2, LoRA, 4 prompts x 3 seeds
 #   METHODS=qlora PROMPTS=perfect DATA_DIR=../shared/data labs/mrpc_prompts.sh
-#   MODEL=meta-llama/Meta-Llama-3-8B METHODS="lora qlora" LR=3e-4 EPOCHS=10 TRAIN_PAIRS=all labs/mrpc_prompts.sh  # the seed's GPU setting
+#   MODEL=meta-llama/Meta-Llama-3-8B METHODS="lora qlora" LR=3e-4 EPOCHS=10 TRAIN_PAIRS=all \
+#       labs/mrpc_prompts.sh                                        # the seed's GPU setting
 #
 # Runs: OUTPUT_ROOT/mrpc/<model>/<method>_prompt-<name>_pairs-<n>/seed<seed> (a killed grid resumes); table:
 # OUTPUT_ROOT/report/ (`ftlab report --group_by config.prompt`).

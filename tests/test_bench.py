@@ -264,3 +264,18 @@ def test_gemm_peak_is_measured_in_the_precision_the_defaults_train_in(monkeypatc
         monkeypatch.setattr(bench, "bf16_supported", lambda: supported)
         seen.clear()
         assert bench.peak_dtype() == dtype and bench.gemm_peak_flops(n=2, reps=1) > 0 and seen == [dtype, dtype]
+
+
+def test_separate_processes_run_each_setup_in_its_own_process_and_print_each_peak(tiny_models, tmp_path, capsys):
+    out = tmp_path / "sep"
+    assert bench.main(["--model", tiny_models("bert"), "--dataset_name", "restaurant_sup", "--method", "lora",
+                       "--steps", "2", "--no_naive", "--separate_processes", "--train_args", f"--data_dir {FIXTURES}",
+                       "--variant", f"full=--method full --data_dir {FIXTURES}", "--out", str(out)]) == 0
+    import json
+    results = json.loads((tmp_path / "sep.json").read_text())["results"]
+    assert [r["label"] for r in results] == ["default", "full"] and all(r["steps"] == 2 for r in results)
+    # each child's own process: its whole-process peak (torch alone is more than 100 MiB), and its spawn time
+    assert all(r["process_peak_rss_bytes"] > 100 * 2 ** 20 and r["process_seconds"] > 0 for r in results)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("peak memory while training"))
+    assert "(each setup in its own process)" in line
+    assert line.endswith(", ".join(f"{r['label']} {r['peak_rss_bytes'] / 2 ** 20:,.0f}" for r in results))

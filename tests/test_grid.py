@@ -164,7 +164,8 @@ def test_rotten_tomatoes_lab_has_validation_and_test_columns(tmp_path, tiny_mode
 
 SEED_PROMPTS = {  # the seed lab's f"{prompt} Sentence 1: {s1} Sentence 2: {s2}", with its four prompts
     "none": "", "perfect": "Does sentence 1 mean the same as sentence 2?",
-    "conflicting": "Bob sent a message to Alice, which one is better?", "insufficient": "Cut the crap, what's your GPA?"}
+    "conflicting": "Bob sent a message to Alice, which one is better?",
+    "insufficient": "Cut the crap, what's your GPA?"}
 
 
 def test_mrpc_lab_runs_the_seeds_prompts_and_recipe_verbatim(tmp_path):

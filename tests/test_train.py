@@ -237,7 +237,8 @@ def test_lora_dropout_comes_from_the_sets_schedule_where_the_flag_is_unset(monke
     flag = MethodArguments(method="lora", lora_dropout=0.2)
     assert bind_method(flag, {"lora_dropout": 0.0}).args.lora_dropout == 0.2  # the user's flag wins
     spec = DATASETS["restaurant_sup"]  # run() binds with the set's schedule for the method
-    monkeypatch.setitem(DATASETS, "restaurant_sup", dataclasses.replace(spec, schedules={"lora": {"lora_dropout": 0.0}}))
+    no_dropout = dataclasses.replace(spec, schedules={"lora": {"lora_dropout": 0.0}})
+    monkeypatch.setitem(DATASETS, "restaurant_sup", no_dropout)
     _, data_args, method_args, _, _ = train.parse_args(["--dataset_name", "restaurant_sup"])
     assert train.bind_for_run(method_args, data_args).settings()["lora_dropout"] == 0.0
     _, data_args, method_args, _, _ = train.parse_args(["--dataset_name", "restaurant_sup", "--method", "lora_scratch"])

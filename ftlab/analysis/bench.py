@@ -387,8 +387,8 @@ def spawn_worker(spec: dict, what: str) -> dict:
         json.dump(spec, f)
     try:
         started = time.time()
-        proc = subprocess.run([sys.executable, "-m", "ftlab.analysis.bench", "--worker", os.path.join(work, "spec.json")],
-                              env=dict(os.environ, FTLAB_TTA_STARTED=repr(started)))
+        argv = [sys.executable, "-m", "ftlab.analysis.bench", "--worker", os.path.join(work, "spec.json")]
+        proc = subprocess.run(argv, env=dict(os.environ, FTLAB_TTA_STARTED=repr(started)))
         seconds = time.time() - started
         if proc.returncode != 0:
             raise SystemExit(f"error: {what} (exit {proc.returncode})")

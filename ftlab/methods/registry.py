@@ -462,7 +462,8 @@ class MethodArguments:
     lora_alpha: float = field(default=16, metadata={
         "help": "LoRA alpha; the update is scaled by alpha / r."})
     lora_dropout: Optional[float] = field(default=None, metadata={
-        "help": f"Dropout on the LoRA branch input (default {DEFAULT_LORA_DROPOUT}; a set's schedule may set its own)."})
+        "help": f"Dropout on the LoRA branch input (default {DEFAULT_LORA_DROPOUT}; a set's schedule may set its "
+                "own: bbc_news + lora 0)."})
     lora_target_modules: Optional[str] = field(default=None, metadata={
         "help": "Comma-separated module names to wrap with LoRA (e.g. 'query,value'), or all-linear (every "
                 "Linear of the base model's layers); default: lora all-linear, others peft's per-architecture "
