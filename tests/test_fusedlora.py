@@ -91,6 +91,28 @@ def test_a_model_gives_peft_outputs_and_gradients_with_the_same_masks(tiny_model
     assert not torch.allclose(other, fused_logits)
 
 
+@pytest.mark.parametrize("arch", ["distilbert", "qwen2", "llama"])
+def test_the_merged_paths_strided_outputs_serve_other_architectures(tiny_models, arch):
+    """Without dropout the node returns a strided view (o's first out columns): each architecture's attention and
+    MLP code reshapes it as it does a Linear's output, with peft's outputs and gradients."""
+    torch.manual_seed(0)
+    _, model = get_model(tiny_models(arch), 3)
+    model = methods.bind_method(methods.MethodArguments(method="lora", lora_dropout=0.0)).apply(model)
+    for name, module in model.named_modules():
+        if name.endswith("lora_B.default"):
+            nn.init.normal_(module.weight, std=0.2)
+    model.train()
+    fused = copy.deepcopy(model)
+    assert use_fused_lora(fused) > 0
+    batch = _batch(model)
+    logits, grads = _forward_backward(model, batch, seed=3)
+    fused_logits, fused_grads = _forward_backward(fused, batch, seed=3)
+    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=1e-5)
+    assert grads.keys() == fused_grads.keys() and any(".lora_A." in n for n in grads)
+    for name in grads:
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("p", [0.0, 0.3])
 def test_the_node_keeps_x_itself_not_a_dropped_copy(p):
     torch.manual_seed(0)
