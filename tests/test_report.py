@@ -237,3 +237,18 @@ def test_seeds_listed_in_numeric_order(tmp_path):
         make_run(tmp_path, f"s{seed}", acc=0.5, seed=seed)
     (g,) = report.build_report([str(tmp_path)], plots=False).groups
     assert g.seeds == "2 10"
+
+
+def test_paired_comparison_differences_seed_by_seed(tmp_path):
+    for seed, (a, b) in enumerate([(0.80, 0.81), (0.84, 0.82), (0.82, 0.80)], start=1):
+        make_run(tmp_path / "r", f"full/seed{seed}", acc=a, seed=seed, method="full")
+        make_run(tmp_path / "r", f"head/seed{seed}", acc=b, seed=seed, method="head")
+    make_run(tmp_path / "r", "adapter/seed9", acc=0.5, seed=9, method="adapter")  # no seed in common: no line
+    rep = report.build_report([str(tmp_path / "r")], plots=False)
+    # full - head per seed: -0.01, +0.02, +0.02 -> mean +0.01; deviations -0.02, +0.01, +0.01 -> squares
+    # 0.0004 + 0.0001 + 0.0001 = 0.0006, / 2 = 0.0003 -> std 0.0173; median +0.02; higher on 2, lower on 1
+    (line,) = report.paired_lines(rep.groups, "metrics.test.accuracy")
+    assert line.endswith("full - head over seeds 1 2 3: -0.0100 +0.0200 +0.0200; mean +0.0100 ± 0.0173, "
+                         "median +0.0200; higher on 2 of 3 seeds, lower on 1")
+    assert "## Paired by seed" in (tmp_path / "r" / "significance.md").read_text()
+    assert line in (tmp_path / "r" / "significance.md").read_text()

@@ -330,10 +330,7 @@ def significance_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
     seeds, sqrt(std_a^2 + std_b^2); pairs where either side has n < 2 cannot be judged.
     """
     lines = []
-    buckets: dict[tuple[str, str], list[Group]] = {}
-    for g in groups:
-        buckets.setdefault((g.dataset, g.model), []).append(g)
-    for (dataset, model), members in sorted(buckets.items()):
+    for (dataset, model), members in sorted(_by_dataset_model(groups).items()):
         for a, b in itertools.combinations(members, 2):
             sa, sb = a.stat(metric_path), b.stat(metric_path)
             if sa.n == 0 or sb.n == 0:
@@ -349,6 +346,39 @@ def significance_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
             verdict = "EXCEEDS one std" if sa.mean - sb.mean > one_std else "within one std"
             lines.append(f"{head}, {verdict} ({one_std:.4f})")
     return lines
+
+
+def paired_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
+    """Pairs of groups on one (dataset, model) compared seed by seed over the seeds both ran (a grid's
+    configurations share their seeds, so a seed's runs saw the same initial head and batch order): the mean
+    and sample std of the per-seed differences, their median and how many seeds favour each side."""
+    lines = []
+    for (dataset, model), members in sorted(_by_dataset_model(groups).items()):
+        for a, b in itertools.combinations(members, 2):
+            va, vb = _by_seed(a, metric_path), _by_seed(b, metric_path)
+            seeds = sorted(set(va) & set(vb), key=str)
+            if len(seeds) < 2:
+                continue
+            diffs = [va[s] - vb[s] for s in seeds]
+            d = Stat.of(diffs)
+            wins = sum(x > 0 for x in diffs), sum(x < 0 for x in diffs)
+            lines.append(f"{dataset} / {model_label(model)}: {a.label} - {b.label} over seeds "
+                         f"{' '.join(map(str, seeds))}: {' '.join(f'{x:+.4f}' for x in diffs)}; mean {d.mean:+.4f} "
+                         f"± {d.std:.4f}, median {statistics.median(diffs):+.4f}; higher on {wins[0]} of "
+                         f"{len(seeds)} seeds, lower on {wins[1]}")
+    return lines
+
+
+def _by_dataset_model(groups: Sequence[Group]) -> dict[tuple[str, str], list[Group]]:
+    buckets: dict[tuple[str, str], list[Group]] = {}
+    for g in groups:
+        buckets.setdefault((g.dataset, g.model), []).append(g)
+    return buckets
+
+
+def _by_seed(group: Group, dotted: str) -> dict:
+    """seed -> the metric of the group's run with that seed (runs without a number are left out)."""
+    return {r.get("seed"): float(v) for r in group.runs if isinstance(v := r.get(dotted), (int, float))}
 
 
 # ---------------------------------------------------------------------------- plots
@@ -489,7 +519,9 @@ def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: 
     write_atomic(files["significance.md"],
                  f"# Differences of {split} {metric} (per data set and model)\n\n"
                  "A difference exceeds one std when |mean_a - mean_b| > sqrt(std_a^2 + std_b^2).\n\n"
-                 + "".join(f"- {line}\n" for line in sig))
+                 + "".join(f"- {line}\n" for line in sig)
+                 + "\n## Paired by seed\n\nThe same seeds on both sides: per-seed differences, their mean ± std "
+                   "and median.\n\n" + "".join(f"- {line}\n" for line in paired_lines(groups, metric_path)))
     if plots:
         pngs = {
             "metric_vs_params.png": lambda: plot_metric_vs_params(groups, metric_path),
