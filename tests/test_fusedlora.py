@@ -75,18 +75,25 @@ def test_one_layer_computes_lora_with_fastdropouts_mask_by_hand():
     assert torch.allclose(fused[0][~mask], frozen_only[~mask], atol=1e-5)
 
 
-@pytest.mark.parametrize("dropout", [0.1, 0.0])  # 0: the merged-weight path
-def test_a_model_gives_peft_outputs_and_gradients_with_the_same_masks(tiny_models, dropout):
-    peft_model = _lora_model(tiny_models, dropout)
+def _fused_copy_matches_peft(peft_model, atol: float):
+    """A fused copy of `peft_model`: its logits and gradients on one batch and seed equal peft's modules';
+    returns (fused model, batch, its logits, how many layers were fused)."""
     fused = copy.deepcopy(peft_model)
-    assert use_fused_lora(fused) == 13 and use_fused_lora(fused) == 0  # every LoRA Linear, once
+    count = use_fused_lora(fused)
     batch = _batch(peft_model)
     logits, grads = _forward_backward(peft_model, batch, seed=3)
     fused_logits, fused_grads = _forward_backward(fused, batch, seed=3)
-    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=atol)
     assert grads.keys() == fused_grads.keys() and any(".lora_A." in n for n in grads)
     for name in grads:
-        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=atol)
+    return fused, batch, fused_logits, count
+
+
+@pytest.mark.parametrize("dropout", [0.1, 0.0])  # 0: the merged-weight path
+def test_a_model_gives_peft_outputs_and_gradients_with_the_same_masks(tiny_models, dropout):
+    fused, batch, fused_logits, count = _fused_copy_matches_peft(_lora_model(tiny_models, dropout), atol=1e-6)
+    assert count == 13 and use_fused_lora(fused) == 0  # every LoRA Linear, once
     other, _ = _forward_backward(fused, batch, seed=4)  # other masks: the dropouts really run
     assert not torch.allclose(other, fused_logits)
 
@@ -101,16 +108,7 @@ def test_the_merged_paths_strided_outputs_serve_other_architectures(tiny_models,
     for name, module in model.named_modules():
         if name.endswith("lora_B.default"):
             nn.init.normal_(module.weight, std=0.2)
-    model.train()
-    fused = copy.deepcopy(model)
-    assert use_fused_lora(fused) > 0
-    batch = _batch(model)
-    logits, grads = _forward_backward(model, batch, seed=3)
-    fused_logits, fused_grads = _forward_backward(fused, batch, seed=3)
-    torch.testing.assert_close(fused_logits, logits, rtol=1e-5, atol=1e-5)
-    assert grads.keys() == fused_grads.keys() and any(".lora_A." in n for n in grads)
-    for name in grads:
-        torch.testing.assert_close(fused_grads[name], grads[name], rtol=1e-4, atol=1e-5)
+    assert _fused_copy_matches_peft(model.train(), atol=1e-5)[3] > 0
 
 
 @pytest.mark.parametrize("p", [0.0, 0.3])
