@@ -252,3 +252,21 @@ def test_paired_comparison_differences_seed_by_seed(tmp_path):
                          "median +0.0200; higher on 2 of 3 seeds, lower on 1")
     assert "## Paired by seed" in (tmp_path / "r" / "significance.md").read_text()
     assert line in (tmp_path / "r" / "significance.md").read_text()
+
+
+def test_runs_scored_on_validation_only_are_reported_on_validation(tmp_path):
+    """--score_test false runs (a search's trials, the choices of a rule) have validation metrics only."""
+    for seed, val in [(1, 0.70), (2, 0.74)]:
+        path = make_run(tmp_path / "r", f"lora/seed{seed}", acc=0.0, seed=seed, validation=val)
+        record = json.loads(path.read_text())
+        del record["metrics"]["test"]
+        path.write_text(json.dumps(record))
+    rep = report.build_report([str(tmp_path / "r")], plots=True)
+    assert rep.skipped == []
+    group = group_of(rep, "lora")
+    assert group.stat("metrics.validation.accuracy").mean == pytest.approx(0.72)
+    assert group.stat("metrics.test.accuracy").n == 0
+    row = next(r for r in csv.DictReader((tmp_path / "r" / "table.csv").open()))
+    assert float(row["validation_accuracy_mean"]) == pytest.approx(0.72) and row["validation_accuracy_n"] == "2"
+    assert not any(key.startswith("test_") for key in row)  # no run scored test: no empty test columns
+    assert "| 0.7200 ± 0.0283 |" in (tmp_path / "r" / "table.md").read_text()

@@ -99,9 +99,9 @@ def check_record(record: Any) -> str | None:
     missing = [k for k in REQUIRED_FIELDS if k not in record]
     if missing:
         return f"missing field(s): {', '.join(missing)}"
-    test = get_path(record, "metrics.test")
-    if not isinstance(test, dict) or not any(m in test for m in METRICS):
-        return "no test metrics (metrics.test with accuracy/F1)"
+    if not any(isinstance(split := get_path(record, f"metrics.{name}"), dict) and any(m in split for m in METRICS)
+               for name in ("test", "validation")):  # a --score_test false run (search, a rule's choices): validation
+        return "no test or validation metrics (metrics.test / metrics.validation with accuracy/F1)"
     return None
 
 
