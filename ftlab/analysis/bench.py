@@ -405,13 +405,16 @@ def worker(spec_path: str) -> int:
     if spec["kind"] == "tta":
         started = float(os.environ.get("FTLAB_TTA_STARTED", START))
         result = probe_run(spec["argv"], spec["every"], spec["target"], spec["max_epochs"], started)
+        result["peak_rss_bytes"] = _process_peak_rss()  # the time-to-accuracy table's figure: the whole process
     else:
-        result = run_once(*spec["args"])
-    result["process_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-    if spec["kind"] == "tta":
-        result["peak_rss_bytes"] = result["process_peak_rss_bytes"]  # the time-to-accuracy table's whole process
+        result = run_once(*spec["args"])  # its peak_rss_bytes: run.json's, over the run's baseline
+    result["process_peak_rss_bytes"] = _process_peak_rss()
     write_atomic(spec["result"], json.dumps(result))
     return 0
+
+
+def _process_peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
 def run_setup(separate: bool, *args) -> dict:
