@@ -12,6 +12,7 @@ EXTRA_ARGS="${EXTRA_ARGS:-}"     # more train.py flags, e.g. "--max_steps 4 --le
 SVM_ARGS="${SVM_ARGS:-}"         # more `ftlab baseline` flags (method svm), e.g. "--pooling mean"
 REPORT_ARGS="${REPORT_ARGS:-}"   # more `ftlab report` flags, e.g. "--metric macro_f1"
 PYTHON="${PYTHON:-uv run}"       # how the Python scripts run (tests use the current interpreter)
+LANES="${LANES:-1}"              # runs side by side, each on (cores / LANES) threads, its output in <run>.log
 # GRID_NAME: the wandb group of the grid's runs (default: OUTPUT_ROOT's folder name).
 # Per data set: TRAIN_ARGS_<set> / SVM_ARGS_<set> (the set's name with every character outside
 # [A-Za-z0-9_] as _, e.g. TRAIN_ARGS_acl_sup) are added to every run of that set.
@@ -32,6 +33,19 @@ SVM_FLAGS=(
     --max_length "$MAX_LENGTH"
     "${SVM_FLAGS[@]}"
 )
+
+if [[ ! "$LANES" =~ ^[1-9][0-9]*$ ]]; then
+    echo "error: LANES '$LANES' must be a positive number of runs side by side (e.g. LANES=2)" >&2
+    exit 2
+fi
+# Two runs on one thread each train ~1.16x the samples a second of one run on both cores of a 2-core CPU
+# (SmolLM2 LoRA, results/mrpc_prompts): small GEMMs scale less than linearly with threads.
+LANE_THREADS="${OMP_NUM_THREADS:-$(( $(nproc) / LANES > 0 ? $(nproc) / LANES : 1 ))}"
+LANE_FAILED=""  # LANES > 1: a file where each failed background run writes its folder
+if (( LANES > 1 )); then
+    LANE_FAILED="$(mktemp)"
+    trap 'rm -f "$LANE_FAILED"' EXIT
+fi
 
 # Resolve OUTPUT_ROOT before the cd below, so a relative path means "from where you ran me".
 OUTPUT_ROOT="$(realpath -m "$OUTPUT_ROOT")"
@@ -88,13 +102,36 @@ run_one() {
         $PYTHON "${script[@]}" "${args[@]}" "$@" "${set_extra[@]}" "${extra[@]}"
 }
 
-# run_seeds OUT_BASE METHOD MODEL DATASET [more flags...]: run_one for every seed in SEEDS
+# start_run OUT_DIR METHOD MODEL DATASET SEED [more flags...]: run_one now (LANES 1), or in the background once
+# fewer than LANES runs are going, on LANE_THREADS threads, its output in OUT_DIR.log
+start_run() {
+    if (( LANES == 1 )); then
+        run_one "$@"
+        return
+    fi
+    while (( $(jobs -rp | wc -l) >= LANES )); do wait -n || true; done
+    local out="$1"
+    mkdir -p "$(dirname "$out")"
+    echo "start (lane of $LANES, $LANE_THREADS threads): $out (log: $out.log)"
+    ( OMP_NUM_THREADS="$LANE_THREADS" run_one "$@" > "$out.log" 2>&1 || echo "$out" >> "$LANE_FAILED" ) &
+}
+
+# wait_runs: every background run has ended; exit 1 naming the failed ones (as a failed run ends LANES 1)
+wait_runs() {
+    wait
+    if [[ -s "$LANE_FAILED" ]]; then
+        echo "error: $(wc -l < "$LANE_FAILED") run(s) failed, see each one's log: $(sed 's/$/.log/' "$LANE_FAILED" | paste -sd ' ')" >&2
+        exit 1
+    fi
+}
+
+# run_seeds OUT_BASE METHOD MODEL DATASET [more flags...]: a run for every seed in SEEDS
 run_seeds() {
     local base="$1" method="$2" model="$3" dataset="$4"
     shift 4
     local seed
     for seed in $SEEDS; do
-        run_one "$base/seed$seed" "$method" "$model" "$dataset" "$seed" "$@"
+        start_run "$base/seed$seed" "$method" "$model" "$dataset" "$seed" "$@"
     done
 }
 
@@ -113,6 +150,7 @@ run_grid() {
 
 # make_report [more `ftlab report` flags...]: tables and plots of everything under OUTPUT_ROOT
 make_report() {
+    wait_runs
     local -a extra
     read -r -a extra <<<"${REPORT_ARGS:-}"
     # shellcheck disable=SC2086

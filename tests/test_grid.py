@@ -178,7 +178,7 @@ def test_mrpc_lab_runs_the_seeds_prompts_and_recipe_verbatim(tmp_path):
     calls = [c.strip("\n").split("\n") for c in log.read_text().split("----\n") if "train.py" in c]
     assert len(calls) == 4
     for name, prompt in SEED_PROMPTS.items():
-        [argv] = [c for c in calls if f"_prompt-{name}_pairs-1000/seed1" in c[c.index("--output_dir") + 1]]
+        [argv] = [c for c in calls if f"_prompt-{name}_pairs-1500/seed1" in c[c.index("--output_dir") + 1]]
         s1, s2 = "A cat sat.", "The cat sat."
         template = argv[argv.index("--prompt") + 1]
         assert template.format(sentence1=s1, sentence2=s2) == f"{prompt} Sentence 1: {s1} Sentence 2: {s2}"
@@ -188,7 +188,62 @@ def test_mrpc_lab_runs_the_seeds_prompts_and_recipe_verbatim(tmp_path):
                                       "--max_train_samples")} == {
             "--model_name_or_path": "smollm2", "--dataset_name": "mrpc", "--method": "lora", "--lora_r": "8",
             "--lora_alpha": "16", "--lora_dropout": "0.1", "--lora_target_modules": "q_proj,v_proj",
-            "--per_device_train_batch_size": "8", "--max_train_samples": "1000"}
+            "--per_device_train_batch_size": "8", "--max_train_samples": "1500"}
+
+
+def lane_stand_in(tmp_path: Path, fail_seed: str = "") -> Path:
+    """A stand-in python that logs each train.py call's seed, threads and start/end time (1 s apart); the
+    run of `fail_seed` fails."""
+    stand_in = tmp_path / "python"
+    stand_in.write_text(f"""#!/bin/bash
+case " $* " in *" train.py "*) ;; *) echo "$*" >> {tmp_path}/other.txt; exit 0 ;; esac
+seed=$(printf '%s\\n' "$@" | grep -A1 -x -- --seed | tail -1)
+echo "start $seed $OMP_NUM_THREADS $(date +%s.%N)" >> {tmp_path}/calls.txt
+sleep 1
+echo "end $seed $(date +%s.%N)" >> {tmp_path}/calls.txt
+[[ "$seed" != "{fail_seed}" ]]
+""")
+    stand_in.chmod(0o755)
+    return stand_in
+
+
+def lane_env(tmp_path: Path, **overrides: str) -> dict:
+    env = grid_env(tmp_path, PYTHON=str(lane_stand_in(tmp_path, overrides.pop("fail_seed", ""))),
+                   PROMPTS="perfect", SEEDS="1 2 3", EXTRA_ARGS="", LANES="2", **overrides)
+    env.pop("OMP_NUM_THREADS", None)
+    return env
+
+
+def test_lanes_run_two_at_a_time_each_on_its_share_of_the_cores(tmp_path):
+    proc = run_script("labs/mrpc_prompts.sh", lane_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [line.split() for line in (tmp_path / "calls.txt").read_text().splitlines()]
+    starts = {e[1]: (float(e[3]), e[2]) for e in events if e[0] == "start"}
+    ends = {e[1]: float(e[2]) for e in events if e[0] == "end"}
+    assert sorted(starts) == sorted(ends) == ["1", "2", "3"]
+    threads = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {t for _, t in starts.values()} == {str(threads)}
+    times = sorted([(t, 1) for t, _ in starts.values()] + [(t, -1) for t in ends.values()])
+    running = [sum(step for _, step in times[:i + 1]) for i in range(len(times))]
+    assert max(running) == 2  # seeds 1 and 2 together, seed 3 once one of them ended
+    base = tmp_path / "runs" / "mrpc" / "smollm2" / "lora_prompt-perfect_pairs-1500"
+    assert all((base / f"seed{s}.log").is_file() for s in (1, 2, 3))
+    assert "-m ftlab report" in (tmp_path / "other.txt").read_text()  # after every run ended
+
+
+def test_a_failed_lane_run_ends_the_grid_with_its_log_named_and_no_report(tmp_path):
+    proc = run_script("labs/mrpc_prompts.sh", lane_env(tmp_path, fail_seed="2"))
+    base = tmp_path / "runs" / "mrpc" / "smollm2" / "lora_prompt-perfect_pairs-1500"
+    assert proc.returncode == 1
+    assert proc.stderr == f"error: 1 run(s) failed, see each one's log: {base}/seed2.log\n"
+    assert (tmp_path / "calls.txt").read_text().count("end ") == 3  # the other seeds still ran
+    assert "-m ftlab report" not in (tmp_path / "other.txt").read_text()
+
+
+def test_lanes_must_be_a_positive_number(tmp_path):
+    proc = run_script("labs/mrpc_prompts.sh", grid_env(tmp_path, LANES="two"))
+    assert proc.returncode == 2
+    assert proc.stderr == "error: LANES 'two' must be a positive number of runs side by side (e.g. LANES=2)\n"
 
 
 @pytest.mark.slow
