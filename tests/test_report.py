@@ -270,3 +270,20 @@ def test_runs_scored_on_validation_only_are_reported_on_validation(tmp_path):
     assert float(row["validation_accuracy_mean"]) == pytest.approx(0.72) and row["validation_accuracy_n"] == "2"
     assert not any(key.startswith("test_") for key in row)  # no run scored test: no empty test columns
     assert "| 0.7200 ± 0.0283 |" in (tmp_path / "r" / "table.md").read_text()
+
+
+def test_seconds_a_step_count_every_segment_over_the_runs_steps(tmp_path):
+    """s/step = time.train_seconds (every segment of a resumed run) / training.steps; a run without steps is left
+    out of that column only."""
+    runs = tmp_path / "runs"
+    make_run(runs, "a/seed1", acc=0.8, seed=1, seconds=100.0, training__steps=50)  # 2.0 s a step
+    make_run(runs, "a/seed2", acc=0.8, seed=2, seconds=300.0, training__steps=100,  # 3.0: two segments, 120 + 180 s
+             time__segment_seconds=[120.0, 180.0], training__resumed_from="checkpoint-40")
+    make_run(runs, "a/seed3", acc=0.8, seed=3, seconds=50.0)  # no training.steps
+    report.build_report([str(runs)], str(tmp_path / "out"), plots=False)
+    [row] = list(csv.DictReader((tmp_path / "out" / "table.csv").open()))
+    # mean (2 + 3) / 2 = 2.5; sample std sqrt(((-0.5)^2 + 0.5^2) / 1) = sqrt(0.5) = 0.7071
+    assert float(row["seconds_per_step_mean"]) == pytest.approx(2.5)
+    assert float(row["seconds_per_step_std"]) == pytest.approx(math.sqrt(0.5))
+    assert row["seconds_per_step_n"] == "2" and row["train_seconds_n"] == "3"
+    assert "| s/step |" in (tmp_path / "out" / "table.md").read_text()

@@ -263,6 +263,7 @@ def columns_for(groups: Sequence[Group]) -> list[Column]:
         Column("trainable_pct", "trainable %", "params.trainable_pct_computed", lambda x: f"{x:.3g}%", spread=False),
         Column("total_params", "total params", "params.total", lambda x: f"{x:,.0f}", spread=False),
         Column("train_seconds", "train time (s)", "time.train_seconds", lambda x: f"{x:.1f}"),
+        Column("seconds_per_step", "s/step", "time.seconds_per_step_computed", lambda x: f"{x:.3g}"),
         Column("peak_memory_mib", "peak memory (MiB)", "memory.peak_bytes", lambda x: f"{x:.0f}", scale=1 / MIB),
     ]
     return cols
@@ -273,6 +274,11 @@ def column_stat(group: Group, col: Column) -> Stat:
         # Computed here rather than read: writers may store a fraction or a percentage.
         vals = [100.0 * r.get("params.trainable") / r.get("params.total") for r in group.runs
                 if isinstance(r.get("params.trainable"), (int, float)) and r.get("params.total")]
+        return Stat.of(vals)
+    if col.path == "time.seconds_per_step_computed":
+        # every segment of a resumed run counts (time.train_seconds sums them), over the run's optimizer steps
+        vals = [r.get("time.train_seconds") / r.get("training.steps") for r in group.runs
+                if isinstance(r.get("time.train_seconds"), (int, float)) and r.get("training.steps")]
         return Stat.of(vals)
     if col.median:
         vals = group.values(col.path)
