@@ -12,12 +12,12 @@ import sys
 import numpy as np
 import pytest
 import torch
-import transformers
 
 from ftlab.data import datasets as dataHelper
 from ftlab.models import build
 from ftlab.runs import predict
 from ftlab.train import steps as train
+from ftlab.train.trainer import FtTrainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -28,10 +28,10 @@ TRAIN = ["--dataset_name", "restaurant_sup", "--data_dir", FIXTURES, "--max_step
 
 @pytest.fixture(scope="module")
 def runs(tiny_models, tmp_path_factory):
-    """{method: (run folder, the run's own test logits from Trainer.predict)}."""
+    """{method: (run folder, the run's own test logits from FtTrainer.predict, in dataset order)}."""
     root = tmp_path_factory.mktemp("runs")
     out, captured = {}, {}
-    original = transformers.Trainer.predict
+    original = FtTrainer.predict
 
     def keep_logits(self, dataset, *args, **kwargs):
         output = original(self, dataset, *args, **kwargs)
@@ -39,7 +39,7 @@ def runs(tiny_models, tmp_path_factory):
         return output
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(transformers.Trainer, "predict", keep_logits)
+        mp.setattr(FtTrainer, "predict", keep_logits)
         for method in METHODS:
             folder = str(root / method)
             assert train.main(["--model_name_or_path", tiny_models("bert"), "--method", method,
@@ -78,9 +78,9 @@ def one_error_line(err):
     return lines[0]
 
 
-# Logits as the run computed them: fp32 to 1e-4; under bf16 autocast (the default on an AVX512-BF16/AMX CPU,
-# FTLAB_BF16=1 anywhere) predict's batches pad differently from the run's, and a logit may land one bf16
-# step (2^-8 of its size: 2.4e-4 at 0.05) away
+# Logits as the run computed them (the same batches: longest first): fp32 to 1e-4; under bf16 autocast (the
+# default on an AVX512-BF16/AMX CPU, FTLAB_BF16=1 anywhere) a logit may land one bf16 step (2^-8 of its size:
+# 2.4e-4 at 0.05) away
 RUN_LOGITS_TOLERANCE = {False: dict(rtol=0, atol=1e-4), True: dict(rtol=2 ** -7, atol=1e-3)}
 
 

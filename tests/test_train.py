@@ -473,3 +473,31 @@ def test_an_fp32_run_after_a_bf16_run_in_one_process_stays_fp32(monkeypatch, tmp
     monkeypatch.setattr(arguments, "LAUNCH_MIXED_PRECISION", "fp16")  # `accelerate launch --mixed_precision fp16`
     train.parse_args(["--bf16", "false", *flags])
     assert os.environ["ACCELERATE_MIXED_PRECISION"] == "fp16"
+
+
+def test_evaluation_reads_longest_first_and_predict_keeps_dataset_order(tiny_models):
+    """The eval sampler batches the test split longest first (each batch pads to about its own length);
+    predict() returns logits and labels in dataset order, equal to one example at a time."""
+    import torch
+
+    data, _ = train.load_data("restaurant_sup", "[SEP]", data_dir=FIXTURES)
+    tokenizer, model = train.get_model(tiny_models("bert"), 3)
+    model.eval()
+    tokenized = train.tokenize_data(data, tokenizer, max_length=64)
+    test = tokenized["test"].select(range(12))
+    args = train.parse_args(["--output_dir", "unused", "--report_to", "none", "--bf16", "false",
+                             "--per_device_eval_batch_size", "5"])[-1]
+    trainer = train.build_trainer(model, tokenizer, tokenized, args)
+    lengths = [len(ids) for ids in test["input_ids"]]
+    assert len(set(lengths)) > 1 and lengths != sorted(lengths, reverse=True)  # the order has work to do
+    order = list(trainer._get_eval_sampler(test))
+    assert sorted(order) == list(range(12))
+    assert [lengths[i] for i in order] == sorted(lengths, reverse=True)
+    output = trainer.predict(test)
+    with torch.no_grad():
+        one_by_one = torch.cat([model(input_ids=torch.tensor([row["input_ids"]]),
+                                      attention_mask=torch.tensor([row["attention_mask"]])).logits for row in test])
+    torch.testing.assert_close(torch.as_tensor(output.predictions), one_by_one, atol=1e-5, rtol=1e-5)
+    assert output.label_ids.tolist() == test["label"]
+    assert output.metrics["test_accuracy"] == pytest.approx(
+        float(np.mean(one_by_one.argmax(-1).numpy() == np.asarray(test["label"]))))

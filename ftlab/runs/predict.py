@@ -513,24 +513,27 @@ def load_run(run_dir: str, args: Optional[PredictArguments] = None) -> LoadedRun
 
 def predict_logits(run: LoadedRun, texts: Sequence[str], batch_size: Optional[int] = None,
                    bf16: Optional[bool] = None, progress: bool = False) -> np.ndarray:
-    """(N, num_labels) float32 logits of model-ready texts, in order, batch by batch (dynamic padding,
-    truncation at the run's max_length: what train.py's evaluation does)."""
+    """(N, num_labels) float32 logits of model-ready texts, in order. The batches are train.py's evaluation's:
+    longest text first (ftlab/train/trainer.py `eval_length_order`), dynamic padding, truncation at the run's
+    max_length; so a run folder's logits equal those its run scored."""
     from tqdm.auto import tqdm
 
     batch_size = batch_size or run.batch_size
     autocast = run.bf16 if bf16 is None else bf16
-    out = []
+    encoded = run.tokenizer(list(texts), truncation=True, max_length=run.max_length)
+    lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    out = np.zeros((len(texts), len(run.label_names)), dtype=np.float32)
     bar = tqdm(total=len(texts), unit="text", disable=not progress, file=sys.stderr)
     for start in range(0, len(texts), batch_size):
-        chunk = list(texts[start:start + batch_size])
-        encoded = run.tokenizer(chunk, truncation=True, max_length=run.max_length)
-        batch = run.tokenizer.pad(encoded, return_tensors="pt").to(run.device)
+        rows = order[start:start + batch_size]
+        chunk = {key: [values[i] for i in rows] for key, values in encoded.items()}
+        batch = run.tokenizer.pad(chunk, return_tensors="pt").to(run.device)
         with torch.no_grad(), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = run.model(**batch).logits
-        out.append(logits.float().cpu().numpy())
-        bar.update(len(chunk))
+            out[rows] = run.model(**batch).logits.float().cpu().numpy()
+        bar.update(len(rows))
     bar.close()
-    return np.concatenate(out) if out else np.zeros((0, len(run.label_names)), dtype=np.float32)
+    return out
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ from transformers import (
     default_data_collator,
 )
 from transformers.trainer_pt_utils import get_length_grouped_indices
-from transformers.trainer_utils import IntervalStrategy
+from transformers.trainer_utils import IntervalStrategy, PredictionOutput
 
 from ftlab.metrics.classification import compute_metrics
 from ftlab.speed import microbatch
@@ -126,9 +126,35 @@ class FtTrainer(Trainer):
                                   self.args.group_by_length)
 
     def _get_eval_sampler(self, eval_dataset):
-        # HF shuffles evaluation batches under group_by_length (from the global RNG); keep dataset order
-        # so predictions line up with the examples.
-        return torch.utils.data.SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+        # Longest first: each batch pads to about its own length (SmolLM2 on MRPC's test split, batches of 64 in
+        # dataset order, padded ~1/3 of their tokens). predict() puts its outputs back in dataset order.
+        if self.args.world_size > 1:
+            return None
+        order = eval_length_order(eval_dataset)
+        return torch.utils.data.SequentialSampler(eval_dataset) if order is None else order.tolist()
+
+    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> PredictionOutput:
+        """Trainer.predict, its predictions and label ids in dataset order (the sampler read longest first)."""
+        output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
+        order = eval_length_order(test_dataset) if self.args.world_size <= 1 else None
+        if order is None:
+            return output
+        inverse = np.argsort(order)  # row i of the output is example order[i]
+        preds = output.predictions
+        preds = tuple(p[inverse] for p in preds) if isinstance(preds, tuple) else preds[inverse]
+        labels = output.label_ids
+        labels = tuple(x[inverse] for x in labels) if isinstance(labels, tuple) else \
+            (labels[inverse] if labels is not None else None)
+        return PredictionOutput(predictions=preds, label_ids=labels, metrics=output.metrics)
+
+
+def eval_length_order(dataset) -> Optional[np.ndarray]:
+    """Indices of a tokenized split, longest example first (ties in dataset order); None without token ids
+    (cached head features: one vector an example)."""
+    if "input_ids" not in getattr(dataset, "column_names", ()):
+        return None
+    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64, count=len(dataset))
+    return np.argsort(-lengths, kind="stable")
 
 
 def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
