@@ -239,6 +239,7 @@ class Column:
     spread: bool = True  # show "± std" (False for what is constant across seeds)
     scale: float = 1.0
     median: bool = False  # the median over seeds instead of the mean (the LoRA paper's statistic)
+    compute: Callable[[Run], float | None] | None = None  # a value derived from a run, not read at `path`
 
 
 def _metric_fmt(x: float) -> str:
@@ -260,26 +261,31 @@ def columns_for(groups: Sequence[Group]) -> list[Column]:
                                median=True))
     cols += [
         Column("trainable_params", "trainable params", "params.trainable", lambda x: f"{x:,.0f}", spread=False),
-        Column("trainable_pct", "trainable %", "params.trainable_pct_computed", lambda x: f"{x:.3g}%", spread=False),
+        Column("trainable_pct", "trainable %", "params.trainable", lambda x: f"{x:.3g}%", spread=False,
+               compute=trainable_pct),
         Column("total_params", "total params", "params.total", lambda x: f"{x:,.0f}", spread=False),
         Column("train_seconds", "train time (s)", "time.train_seconds", lambda x: f"{x:.1f}"),
-        Column("seconds_per_step", "s/step", "time.seconds_per_step_computed", lambda x: f"{x:.3g}"),
+        Column("seconds_per_step", "s/step", "time.train_seconds", lambda x: f"{x:.3g}", compute=seconds_per_step),
         Column("peak_memory_mib", "peak memory (MiB)", "memory.peak_bytes", lambda x: f"{x:.0f}", scale=1 / MIB),
     ]
     return cols
 
 
+def trainable_pct(run: Run) -> float | None:
+    # computed rather than read: writers may store a fraction or a percentage
+    trainable, total = run.get("params.trainable"), run.get("params.total")
+    return 100.0 * trainable / total if isinstance(trainable, (int, float)) and total else None
+
+
+def seconds_per_step(run: Run) -> float | None:
+    # every segment of a resumed run counts (time.train_seconds sums them), over the run's optimizer steps
+    seconds, steps = run.get("time.train_seconds"), run.get("training.steps")
+    return seconds / steps if isinstance(seconds, (int, float)) and steps else None
+
+
 def column_stat(group: Group, col: Column) -> Stat:
-    if col.path == "params.trainable_pct_computed":
-        # Computed here rather than read: writers may store a fraction or a percentage.
-        vals = [100.0 * r.get("params.trainable") / r.get("params.total") for r in group.runs
-                if isinstance(r.get("params.trainable"), (int, float)) and r.get("params.total")]
-        return Stat.of(vals)
-    if col.path == "time.seconds_per_step_computed":
-        # every segment of a resumed run counts (time.train_seconds sums them), over the run's optimizer steps
-        vals = [r.get("time.train_seconds") / r.get("training.steps") for r in group.runs
-                if isinstance(r.get("time.train_seconds"), (int, float)) and r.get("training.steps")]
-        return Stat.of(vals)
+    if col.compute is not None:
+        return Stat.of([v for v in map(col.compute, group.runs) if v is not None])
     if col.median:
         vals = group.values(col.path)
         return Stat(statistics.median(vals) * col.scale if vals else math.nan, math.nan, len(vals))

@@ -71,6 +71,7 @@ from ftlab.models.build import bf16_supported, get_model
 from ftlab.models.checkpoints import load_tokenizer
 from ftlab.runs import modelcard
 from ftlab.runs.record import read_record, weights_file_flaw
+from ftlab.speed import microbatch
 
 # Imported inside functions: safetensors, adapters, peft and tqdm load only for the run folders / options that need them.
 
@@ -514,15 +515,14 @@ def load_run(run_dir: str, args: Optional[PredictArguments] = None) -> LoadedRun
 def predict_logits(run: LoadedRun, texts: Sequence[str], batch_size: Optional[int] = None,
                    bf16: Optional[bool] = None, progress: bool = False) -> np.ndarray:
     """(N, num_labels) float32 logits of model-ready texts, in order. The batches are train.py's evaluation's:
-    longest text first (ftlab/train/trainer.py `eval_length_order`), dynamic padding, truncation at the run's
+    longest text first (`microbatch.longest_first`), dynamic padding, truncation at the run's
     max_length; so a run folder's logits equal those its run scored."""
     from tqdm.auto import tqdm
 
     batch_size = batch_size or run.batch_size
     autocast = run.bf16 if bf16 is None else bf16
     encoded = run.tokenizer(list(texts), truncation=True, max_length=run.max_length)
-    lengths = np.array([len(ids) for ids in encoded["input_ids"]], dtype=np.int64)
-    order = np.argsort(-lengths, kind="stable")
+    order = microbatch.longest_first([len(ids) for ids in encoded["input_ids"]])
     out = np.zeros((len(texts), len(run.label_names)), dtype=np.float32)
     bar = tqdm(total=len(texts), unit="text", disable=not progress, file=sys.stderr)
     for start in range(0, len(texts), batch_size):

@@ -13,8 +13,9 @@ batch; this keeps the batch, as gradient accumulation does.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping
+from typing import Dict, List, Mapping, Sequence
 
+import numpy as np
 import torch
 
 
@@ -72,3 +73,9 @@ def loss_shares(chunks: List[Mapping], class_weights: torch.Tensor | None = None
         sizes = [float(class_weights.to(c["labels"].device)[c["labels"]].sum()) for c in chunks]
     total = sum(sizes)
     return [s / total for s in sizes]
+
+
+def longest_first(lengths: Sequence[int]) -> np.ndarray:
+    """Indices of the examples, longest first (ties in their given order): batches cut from this order pad each
+    to about its own length. Evaluation (FtTrainer) and `ftlab predict` share it, so both make the same batches."""
+    return np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")

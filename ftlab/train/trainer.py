@@ -130,31 +130,29 @@ class FtTrainer(Trainer):
         # dataset order, padded ~1/3 of their tokens). predict() puts its outputs back in dataset order.
         if self.args.world_size > 1:
             return None
-        order = eval_length_order(eval_dataset)
+        order = self._eval_order(eval_dataset)
         return torch.utils.data.SequentialSampler(eval_dataset) if order is None else order.tolist()
+
+    def _eval_order(self, dataset) -> Optional[np.ndarray]:
+        """The order the eval sampler reads `dataset` in; None for dataset order (several processes: HF's
+        distributed sampler; cached head features: one vector an example)."""
+        if self.args.world_size > 1 or "input_ids" not in getattr(dataset, "column_names", ()):
+            return None
+        return microbatch.longest_first([len(ids) for ids in dataset["input_ids"]])
 
     def predict(self, test_dataset, ignore_keys=None, metric_key_prefix: str = "test") -> PredictionOutput:
         """Trainer.predict, its predictions and label ids in dataset order (the sampler read longest first)."""
         output = super().predict(test_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
-        order = eval_length_order(test_dataset) if self.args.world_size <= 1 else None
+        order = self._eval_order(test_dataset)
         if order is None:
             return output
         inverse = np.argsort(order)  # row i of the output is example order[i]
-        preds = output.predictions
-        preds = tuple(p[inverse] for p in preds) if isinstance(preds, tuple) else preds[inverse]
-        labels = output.label_ids
-        labels = tuple(x[inverse] for x in labels) if isinstance(labels, tuple) else \
-            (labels[inverse] if labels is not None else None)
-        return PredictionOutput(predictions=preds, label_ids=labels, metrics=output.metrics)
 
+        def in_dataset_order(x):
+            return tuple(in_dataset_order(t) for t in x) if isinstance(x, tuple) else None if x is None else x[inverse]
 
-def eval_length_order(dataset) -> Optional[np.ndarray]:
-    """Indices of a tokenized split, longest example first (ties in dataset order); None without token ids
-    (cached head features: one vector an example)."""
-    if "input_ids" not in getattr(dataset, "column_names", ()):
-        return None
-    lengths = np.fromiter((len(ids) for ids in dataset["input_ids"]), dtype=np.int64, count=len(dataset))
-    return np.argsort(-lengths, kind="stable")
+        return PredictionOutput(predictions=in_dataset_order(output.predictions),
+                                label_ids=in_dataset_order(output.label_ids), metrics=output.metrics)
 
 
 def build_trainer(model, tokenizer, tokenized, training_args: TrainingArguments,
