@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from ftlab.data.datasets import DATASETS
@@ -196,6 +197,8 @@ def test_training_defaults_resolve(monkeypatch):
     assert targs.report_to == []  # WANDB_MODE=disabled in tests
     assert targs.group_by_length and targs.load_best_model_at_end and targs.eval_strategy == "epoch"
     assert targs.learning_rate is None and targs.auto_output_dir
+    assert targs.dataloader_pin_memory is torch.cuda.is_available()  # pinning serves host-to-GPU copies only
+    assert train.parse_args(["--dataloader_pin_memory", "true"])[-1].dataloader_pin_memory is True
 
 
 @pytest.mark.parametrize("method", ["full", "head", "lora", "adapter"])
