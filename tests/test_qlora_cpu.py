@@ -1,5 +1,6 @@
 """qlora on the CPU (bitsandbytes' CPU backend): NF4 base + LoRA + head train, the run reloads through
 predict.py, and the merged bf16 export loads with `pipeline()` (tiny Llama and Qwen2 from a config)."""
+import gc
 import json
 import os
 
@@ -97,6 +98,30 @@ def test_merged_export_loads_with_pipeline_and_agrees(qlora_run, tmp_path):
           f"{info['check']['max_abs_logit_diff']:.2e}; pipeline max |prob diff| {prob_diff:.2e}")
     assert agree >= 0.95
     assert info["check"]["max_abs_logit_diff"] < 0.05 and prob_diff < 0.02
+
+
+def mapped(path):
+    with open("/proc/self/maps", encoding="utf-8") as f:
+        return any(line.rstrip().endswith(path) for line in f)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's /proc/self/maps")
+def test_qlora_lets_go_of_the_mapped_checkpoint(tiny_models):
+    """After the NF4 load the checkpoint's file mapping (every full-precision page the quantizer read) is released."""
+    from ftlab.models.build import get_model
+
+    path = tiny_models("llama")
+    checkpoint = os.path.realpath(os.path.join(path, "model.safetensors"))
+    args = methods.MethodArguments(method="qlora")
+    _, model = get_model(path, 2, load_kwargs=methods.qlora_load_kwargs(args))
+    assert mapped(checkpoint)  # the embeddings are views of it
+    embeddings = model.get_input_embeddings().weight.detach().clone()
+    copied = methods.own_unquantized_weights(model)
+    gc.collect()
+    assert not mapped(checkpoint)
+    assert copied == sum(t.numel() for t in [*model.parameters(), *model.buffers()]
+                         if not isinstance(t, bnb.nn.Params4bit))
+    assert torch.equal(model.get_input_embeddings().weight, embeddings)
 
 
 def test_bitsandbytes_without_a_4bit_backend_is_one_line(monkeypatch, tiny_models, tmp_path, capsys):
