@@ -106,6 +106,10 @@ def test_datasets_never_share_a_row(grid, tmp_path):
     assert (s.n, s.mean) == (1, pytest.approx(0.5)) and math.isnan(s.std)
     # n = 1: no "±" (a std of one run is undefined), and the pair is not judged
     assert "| 0.5000 | 0.5000 |" in rep.markdown
+    make_run(grid, "acl_sup/minilm/head/seed1", acc=0.40, seed=1, method="head", dataset="acl_sup")
+    (acl_pair,) = [line for line in report.build_report([str(grid)], str(tmp_path / "out2"), plots=False).significance
+                   if line.startswith("acl_sup")]
+    assert "(0.5000, n=1) vs head (0.4000, n=1): diff +0.1000, not judged (needs n >= 2 on both sides)" in acl_pair
 
 
 def test_plots_are_written_and_are_png(grid, tmp_path):

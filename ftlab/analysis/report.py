@@ -335,6 +335,12 @@ def csv_text(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence
 
 
 # ---------------------------------------------------------------------------- significance
+def _mean_std_n(s: Stat) -> str:
+    """'0.8300 ± 0.0361, n=3'; one run has no std: '0.5000, n=1'."""
+    spread = f" ± {s.std:.4f}" if s.n >= 2 else ""
+    return f"{s.mean:.4f}{spread}, n={s.n}"
+
+
 def significance_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
     """Pairs of groups on one (dataset, model) whose mean difference exceeds one std.
 
@@ -349,8 +355,8 @@ def significance_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
                 continue
             if sb.mean > sa.mean:
                 a, b, sa, sb = b, a, sb, sa
-            head = (f"{dataset} / {model_label(model)}: {a.label} ({sa.mean:.4f} ± {sa.std:.4f}, n={sa.n}) vs "
-                    f"{b.label} ({sb.mean:.4f} ± {sb.std:.4f}, n={sb.n}): diff {sa.mean - sb.mean:+.4f}")
+            head = (f"{dataset} / {model_label(model)}: {a.label} ({_mean_std_n(sa)}) vs "
+                    f"{b.label} ({_mean_std_n(sb)}): diff {sa.mean - sb.mean:+.4f}")
             if sa.n < 2 or sb.n < 2:
                 lines.append(f"{head}, not judged (needs n >= 2 on both sides)")
                 continue
