@@ -68,7 +68,7 @@ DEFAULTS: List[Row] = [
 
 # The course labs: their report.py table.csv (no run records kept), one table row per CSV row.
 LABS = [("rotten_tomatoes", "rotten_tomatoes_lab", "method"), ("imdb_2k", "imdb_lab", "method"),
-        ("mrpc (prompt)", "mrpc_prompts_lab", "config.prompt")]
+        ("mrpc (prompt)", "mrpc_prompts", "config.prompt")]
 
 
 # ---------------------------------------------------------------------------- statistics
