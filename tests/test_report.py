@@ -186,6 +186,23 @@ def test_group_by_splits_prompts(tmp_path):
     assert len(merged.groups) == 1 and len(merged.groups[0].runs) == 4
 
 
+def test_comparison_lines_name_groups_by_what_differs(tmp_path):
+    """Shared settings are left out of a line's names; the prompts that differ are shown, 32 characters each."""
+    shared = {"lora_r": 8, "lora_alpha": 16}
+    prompts = {"lora": "Does sentence 1 mean the same as sentence 2? {sentence1} {sentence2}", "qlora": None}
+    for method, prompt in [("lora", prompts["lora"]), ("lora", None), ("qlora", prompts["lora"])]:
+        for seed, acc in [(1, 0.70), (2, 0.74)]:
+            make_run(tmp_path / "r", f"{method}{prompt is None}/seed{seed}", acc=acc + (0.01 if method == "qlora" else 0),
+                     seed=seed, method=method, dataset="mrpc", settings=shared, config__prompt=prompt)
+    rep = report.build_report([str(tmp_path / "r")], plots=False, group_by=["config.prompt"])
+    lines = report.significance_lines(rep.groups, "metrics.test.accuracy") + \
+        report.paired_lines(rep.groups, "metrics.test.accuracy")
+    assert len(lines) == 6 and not any("lora_r=8" in line for line in lines)
+    assert ("mrpc / minilm: lora [Does sentence 1 mean the same a…] - qlora [Does sentence 1 mean the same a…] over "
+            "seeds 1 2: -0.0100 -0.0100") in "\n".join(lines)
+    assert "lora [(none)] (0.7200 ± 0.0283, n=2)" in "\n".join(lines)
+
+
 def test_truncated_and_invalid_runs_are_listed_as_skipped(grid, tmp_path):
     good = grid / "restaurant_sup/minilm/head/seed1/run.json"
     (grid / "broken").mkdir()

@@ -355,8 +355,8 @@ def significance_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
                 continue
             if sb.mean > sa.mean:
                 a, b, sa, sb = b, a, sb, sa
-            head = (f"{dataset} / {model_label(model)}: {a.label} ({_mean_std_n(sa)}) vs "
-                    f"{b.label} ({_mean_std_n(sb)}): diff {sa.mean - sb.mean:+.4f}")
+            head = (f"{dataset} / {model_label(model)}: {_line_label(a, members)} ({_mean_std_n(sa)}) vs "
+                    f"{_line_label(b, members)} ({_mean_std_n(sb)}): diff {sa.mean - sb.mean:+.4f}")
             if sa.n < 2 or sb.n < 2:
                 lines.append(f"{head}, not judged (needs n >= 2 on both sides)")
                 continue
@@ -380,7 +380,7 @@ def paired_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
             diffs = [va[s] - vb[s] for s in seeds]
             d = Stat.of(diffs)
             wins = sum(x > 0 for x in diffs), sum(x < 0 for x in diffs)
-            lines.append(f"{dataset} / {model_label(model)}: {a.label} - {b.label} over seeds "
+            lines.append(f"{dataset} / {model_label(model)}: {_line_label(a, members)} - {_line_label(b, members)} over seeds "
                          f"{' '.join(map(str, seeds))}: {' '.join(f'{x:+.4f}' for x in diffs)}; mean {d.mean:+.4f} "
                          f"± {d.std:.4f}, median {statistics.median(diffs):+.4f}; higher on {wins[0]} of "
                          f"{len(seeds)} seeds, lower on {wins[1]}")
@@ -426,15 +426,25 @@ def _method_colors(plt, groups: Sequence[Group]) -> dict[str, Any]:
     return {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(sorted({g.method for g in groups}))}
 
 
-def _tag(g: Group, members: Sequence[Group]) -> str:
-    """What tells `g` apart from the other points of its method: model, settings, group_by values, each
-    only where they differ among that method's points (a label repeated on every point says nothing)."""
-    same = [m for m in members if m.method == g.method]
-    parts = [model_label(g.model)] if len({m.model for m in same}) > 1 else []
-    if len({m.settings for m in same}) > 1:
+def _distinct_parts(g: Group, pool: Sequence[Group], width: int) -> list[str]:
+    """What tells `g` apart from the other groups of `pool`: model, settings, group_by values, each only where
+    they differ within the pool (a label repeated on every line or point says nothing)."""
+    parts = [model_label(g.model)] if len({m.model for m in pool}) > 1 else []
+    if len({m.settings for m in pool}) > 1:
         parts.append(g.settings)
-    parts += [display_value(v, 16) for i, v in enumerate(g.extra) if len({m.extra[i] for m in same}) > 1]
-    return " ".join(p for p in parts if p)
+    parts += [display_value(v, width) for i, v in enumerate(g.extra) if len({m.extra[i] for m in pool}) > 1]
+    return [p for p in parts if p]
+
+
+def _tag(g: Group, members: Sequence[Group]) -> str:
+    """A plot label's tail: what tells `g` apart from the other points of its method."""
+    return " ".join(_distinct_parts(g, [m for m in members if m.method == g.method], 16))
+
+
+def _line_label(g: Group, members: Sequence[Group]) -> str:
+    """A significance line's name for `g` among the groups it is compared with: "lora [perfect prompt…]",
+    not the settings every group shares."""
+    return " ".join([g.method] + [f"[{p}]" for p in _distinct_parts(g, members, 32)])
 
 
 def _png_bytes(plt, fig) -> bytes:
