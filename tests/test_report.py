@@ -203,6 +203,17 @@ def test_comparison_lines_name_groups_by_what_differs(tmp_path):
     assert "lora [(none)] (0.7200 ± 0.0283, n=2)" in "\n".join(lines)
 
 
+def test_runs_md_has_one_row_a_run_in_seed_order(grid, tmp_path):
+    rep = report.build_report([str(grid)], str(tmp_path / "out"), plots=False)
+    text = rep.files["runs.md"].read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| minilm | restaurant_sup | lora")]
+    # the grid's lora seeds: acc 0.80/0.82/0.87, macro-F1 = acc - 0.1, 10/12/14 s, 100 MiB; no steps, so s/step "–"
+    assert [r.split(" | ")[4] for r in rows] == ["1", "2", "3"]
+    assert rows[2] == ("| minilm | restaurant_sup | lora | lora_alpha=16, lora_r=8 | 3 | 0.8700 | 0.8700 | 0.7700 | "
+                       "0.8200 | 14.0 | – | 100 |")
+    assert text.startswith("# Runs (7), one row a run") and text.count("| minilm |") == 7
+
+
 def test_truncated_and_invalid_runs_are_listed_as_skipped(grid, tmp_path):
     good = grid / "restaurant_sup/minilm/head/seed1/run.json"
     (grid / "broken").mkdir()

@@ -4,7 +4,7 @@
 
 Runs are grouped by (model, dataset, method, settings) plus any `--group_by` field, so runs on
 different data sets never share a row. Writes, atomically, into `--out` (default: the first
-RUN_DIR): `table.md`, `table.csv`, `significance.md` and the plots `metric_vs_params.png`,
+RUN_DIR): `table.md`, `table.csv`, `runs.md` (one row a run), `significance.md` and the plots `metric_vs_params.png`,
 `time_per_method.png`, `memory_per_method.png`. Unreadable runs are listed as skipped, with the
 reason; runs of one group that disagree on something that should be constant are noted.
 """
@@ -170,14 +170,18 @@ class Group:
     @property
     def seeds(self) -> str:
         """"1 2 3": the distinct seeds, numbers in numeric order."""
-        seeds = {r.get("seed") for r in self.runs}
-        return " ".join(str(s) for s in sorted(seeds, key=lambda s: (0, s, "") if isinstance(s, (int, float)) else (1, 0, str(s))))
+        return " ".join(str(s) for s in sorted({r.get("seed") for r in self.runs}, key=seed_order))
 
     def values(self, dotted: str) -> list[float]:
         return [float(v) for v in (r.get(dotted) for r in self.runs) if isinstance(v, (int, float))]
 
     def stat(self, dotted: str) -> "Stat":
         return Stat.of(self.values(dotted))
+
+
+def seed_order(seed: Any) -> tuple:
+    """Sort key: numbers in numeric order, then anything else as text."""
+    return (0, seed, "") if isinstance(seed, (int, float)) else (1, 0, str(seed))
 
 
 def group_runs(runs: Iterable[Run], group_by: Sequence[str] = ()) -> list[Group]:
@@ -311,13 +315,29 @@ def key_headers(group_by: Sequence[str]) -> list[str]:
     return ["model", "dataset", "method", "settings", *group_by, "n", "seeds"]
 
 
-def markdown_table(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence[str]) -> str:
-    header = key_headers(group_by) + [c.header for c in cols]
+def _markdown(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for g in groups:
-        cells = key_cells(g, group_by) + [format_stat(column_stat(g, c), c) for c in cols]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n"
+
+
+def markdown_table(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence[str]) -> str:
+    return _markdown(key_headers(group_by) + [c.header for c in cols],
+                     (key_cells(g, group_by) + [format_stat(column_stat(g, c), c) for c in cols] for g in groups))
+
+
+def runs_table(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence[str]) -> str:
+    """One row a run, in seed order within each group: what varies from seed to seed (metrics, time, memory),
+    so a mean ± std in table.md can be read back to its seeds."""
+    per_run = [c for c in cols if c.spread and not c.median]
+
+    def cell(run: Run, c: Column) -> str:
+        v = c.compute(run) if c.compute else run.get(c.path)
+        return c.fmt(v * (1.0 if c.compute else c.scale)) if isinstance(v, (int, float)) else "–"
+
+    rows = (key_cells(g, group_by)[:-2] + [str(run.get("seed"))] + [cell(run, c) for c in per_run]
+            for g in groups for run in sorted(g.runs, key=lambda r: seed_order(r.get("seed"))))
+    return _markdown(key_headers(group_by)[:-2] + ["seed"] + [c.header for c in per_run], rows)
 
 
 def csv_text(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequence[str]) -> str:
@@ -541,8 +561,10 @@ def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: 
     markdown = summary + skipped_md
 
     out = Path(out_dir or run_dirs[0])
-    files = {"table.md": out / "table.md", "table.csv": out / "table.csv", "significance.md": out / "significance.md"}
+    files = {"table.md": out / "table.md", "table.csv": out / "table.csv", "runs.md": out / "runs.md",
+             "significance.md": out / "significance.md"}
     write_atomic(files["table.md"], markdown)
+    write_atomic(files["runs.md"], f"# Runs ({len(runs)}), one row a run\n\n" + runs_table(groups, cols, group_by))
     write_atomic(files["table.csv"], csv_text(groups, cols, group_by))
     write_atomic(files["significance.md"],
                  f"# Differences of {split} {metric} (per data set and model)\n\n"
