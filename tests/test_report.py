@@ -114,12 +114,16 @@ def test_datasets_never_share_a_row(grid, tmp_path):
 
 def test_plots_are_written_and_are_png(grid, tmp_path):
     rep = report.build_report([str(grid)], str(tmp_path / "out"))
-    for name in ("metric_vs_params.png", "time_per_method.png", "memory_per_method.png"):
+    for name in ("metric_vs_params.png", "metric_per_seed.png", "time_per_method.png", "memory_per_method.png"):
         data = (tmp_path / "out" / name).read_bytes()
         assert data.startswith(PNG_MAGIC), name
         assert len(data) > 5000, name  # a drawn figure, not an empty canvas header
         assert rep.files[name] == tmp_path / "out" / name
     assert not list((tmp_path / "out").glob(".*tmp"))  # atomic writes left no temp files
+    # metric_per_seed.png's points: restaurant_sup's groups sort head, lora; each run once, in seed order
+    members = [g for g in rep.groups if g.dataset == "restaurant_sup"]
+    assert report.seed_points(members, "metrics.test.accuracy") == [
+        (0, 0.70, 1), (0, 0.71, 2), (0, 0.72, 3), (1, 0.80, 1), (1, 0.82, 2), (1, 0.87, 3)]
 
 
 def test_significance_says_which_differences_exceed_one_std(grid, tmp_path):

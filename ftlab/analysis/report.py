@@ -4,8 +4,8 @@
 
 Runs are grouped by (model, dataset, method, settings) plus any `--group_by` field, so runs on
 different data sets never share a row. Writes, atomically, into `--out` (default: the first
-RUN_DIR): `table.md`, `table.csv`, `runs.md` (one row a run), `significance.md` and the plots `metric_vs_params.png`,
-`time_per_method.png`, `memory_per_method.png`. Unreadable runs are listed as skipped, with the
+RUN_DIR): `table.md`, `table.csv`, `runs.md` (one row a run), `significance.md` and the plots
+`metric_vs_params.png`, `metric_per_seed.png`, `time_per_method.png`, `memory_per_method.png`. Unreadable runs are listed as skipped, with the
 reason; runs of one group that disagree on something that should be constant are noted.
 """
 from __future__ import annotations
@@ -518,6 +518,36 @@ def plot_bars(groups: Sequence[Group], path: str, ylabel: str, scale: float = 1.
     return _png_bytes(plt, fig)
 
 
+def seed_points(members: Sequence[Group], path: str) -> list[tuple[int, float, Any]]:
+    """(column, value, seed) of every run in `members` that has a number at `path`."""
+    return [(i, float(v), r.get("seed")) for i, g in enumerate(members)
+            for r in sorted(g.runs, key=lambda r: seed_order(r.get("seed"))) if isinstance(v := r.get(path), (int, float))]
+
+
+def plot_seeds(groups: Sequence[Group], metric_path: str) -> bytes:
+    """One panel per data set: each group's runs as points marked with their seed, beside the mean ± std. Where
+    groups differ by a few hundredths, the seeds show whether the ranking is one seed's doing."""
+    per_ds = _by_dataset(groups)
+    plt, fig, axes = _figure_grid(len(per_ds))
+    colors = _method_colors(plt, groups)
+    for ax, (dataset, members) in zip(axes, per_ds.items()):
+        for i, y, seed in seed_points(members, metric_path):
+            ax.plot(i, y, "o", color=colors[members[i].method], alpha=0.6, markersize=5)
+            ax.annotate(str(seed), (i, y), fontsize=6, xytext=(4, -2), textcoords="offset points")
+        for i, g in enumerate(members):
+            s = g.stat(metric_path)
+            if s.n:
+                ax.errorbar(i - 0.2, s.mean, yerr=0 if math.isnan(s.std) else s.std, fmt="_", markersize=12,
+                            capsize=4, color="black")
+        labels = [" ".join([g.method] + _distinct_parts(g, members, 16)) for g in members]
+        ax.set_xticks(range(len(members)), labels, rotation=30, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(members) - 0.4)
+        ax.set_ylabel(metric_path.removeprefix("metrics.").replace(".", " ") + " (seeds; mean ± std in black)")
+        ax.set_title(dataset)
+        ax.grid(True, axis="y", alpha=0.3)
+    return _png_bytes(plt, fig)
+
+
 # ---------------------------------------------------------------------------- output
 @dataclass
 class Report:
@@ -575,6 +605,7 @@ def build_report(run_dirs: Sequence[str], out_dir: str | None = None, group_by: 
     if plots:
         pngs = {
             "metric_vs_params.png": lambda: plot_metric_vs_params(groups, metric_path),
+            "metric_per_seed.png": lambda: plot_seeds(groups, metric_path),
             "time_per_method.png": lambda: plot_bars(groups, "time.train_seconds", "train time (s)"),
             "memory_per_method.png": lambda: plot_bars(groups, "memory.peak_bytes", "peak memory (MiB)", 1 / MIB),
         }
