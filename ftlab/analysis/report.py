@@ -5,8 +5,9 @@
 Runs are grouped by (model, dataset, method, settings) plus any `--group_by` field, so runs on
 different data sets never share a row. Writes, atomically, into `--out` (default: the first
 RUN_DIR): `table.md`, `table.csv`, `runs.md` (one row a run), `significance.md` and the plots
-`metric_vs_params.png`, `metric_per_seed.png`, `time_per_method.png`, `memory_per_method.png`. Unreadable runs are listed as skipped, with the
-reason; runs of one group that disagree on something that should be constant are noted.
+`metric_vs_params.png`, `metric_per_seed.png`, `time_per_method.png`, `memory_per_method.png`.
+Unreadable runs are listed as skipped, with the reason; runs of one group that disagree on something
+that should be constant are noted.
 """
 from __future__ import annotations
 
@@ -400,10 +401,11 @@ def paired_lines(groups: Sequence[Group], metric_path: str) -> list[str]:
             diffs = [va[s] - vb[s] for s in seeds]
             d = Stat.of(diffs)
             wins = sum(x > 0 for x in diffs), sum(x < 0 for x in diffs)
-            lines.append(f"{dataset} / {model_label(model)}: {_line_label(a, members)} - {_line_label(b, members)} over seeds "
-                         f"{' '.join(map(str, seeds))}: {' '.join(f'{x:+.4f}' for x in diffs)}; mean {d.mean:+.4f} "
-                         f"± {d.std:.4f}, median {statistics.median(diffs):+.4f}; higher on {wins[0]} of "
-                         f"{len(seeds)} seeds, lower on {wins[1]}")
+            per_seed = " ".join(f"{x:+.4f}" for x in diffs)
+            lines.append(f"{dataset} / {model_label(model)}: {_line_label(a, members)} - {_line_label(b, members)} "
+                         f"over seeds {' '.join(map(str, seeds))}: {per_seed}; mean {d.mean:+.4f} ± {d.std:.4f}, "
+                         f"median {statistics.median(diffs):+.4f}; higher on {wins[0]} of {len(seeds)} seeds, "
+                         f"lower on {wins[1]}")
     return lines
 
 
@@ -521,7 +523,8 @@ def plot_bars(groups: Sequence[Group], path: str, ylabel: str, scale: float = 1.
 def seed_points(members: Sequence[Group], path: str) -> list[tuple[int, float, Any]]:
     """(column, value, seed) of every run in `members` that has a number at `path`."""
     return [(i, float(v), r.get("seed")) for i, g in enumerate(members)
-            for r in sorted(g.runs, key=lambda r: seed_order(r.get("seed"))) if isinstance(v := r.get(path), (int, float))]
+            for r in sorted(g.runs, key=lambda r: seed_order(r.get("seed")))
+            if isinstance(v := r.get(path), (int, float))]
 
 
 def plot_seeds(groups: Sequence[Group], metric_path: str) -> bytes:
