@@ -173,6 +173,9 @@ class Group:
         """"1 2 3": the distinct seeds, numbers in numeric order."""
         return " ".join(str(s) for s in sorted({r.get("seed") for r in self.runs}, key=seed_order))
 
+    def runs_in_seed_order(self) -> list[Run]:
+        return sorted(self.runs, key=lambda r: seed_order(r.get("seed")))
+
     def values(self, dotted: str) -> list[float]:
         return [float(v) for v in (r.get(dotted) for r in self.runs) if isinstance(v, (int, float))]
 
@@ -288,9 +291,17 @@ def seconds_per_step(run: Run) -> float | None:
     return seconds / steps if isinstance(seconds, (int, float)) and steps else None
 
 
+def run_value(run: Run, col: Column) -> float | None:
+    """One run's value of `col`: computed (unscaled), or read at `col.path` and scaled; None when missing."""
+    if col.compute is not None:
+        return col.compute(run)
+    v = run.get(col.path)
+    return float(v) * col.scale if isinstance(v, (int, float)) else None
+
+
 def column_stat(group: Group, col: Column) -> Stat:
     if col.compute is not None:
-        return Stat.of([v for v in map(col.compute, group.runs) if v is not None])
+        return Stat.of([v for v in (run_value(r, col) for r in group.runs) if v is not None])
     if col.median:
         vals = group.values(col.path)
         return Stat(statistics.median(vals) * col.scale if vals else math.nan, math.nan, len(vals))
@@ -333,11 +344,11 @@ def runs_table(groups: Sequence[Group], cols: Sequence[Column], group_by: Sequen
     per_run = [c for c in cols if c.spread and not c.median]
 
     def cell(run: Run, c: Column) -> str:
-        v = c.compute(run) if c.compute else run.get(c.path)
-        return c.fmt(v * (1.0 if c.compute else c.scale)) if isinstance(v, (int, float)) else "–"
+        v = run_value(run, c)
+        return "–" if v is None else c.fmt(v)
 
     rows = (key_cells(g, group_by)[:-2] + [str(run.get("seed"))] + [cell(run, c) for c in per_run]
-            for g in groups for run in sorted(g.runs, key=lambda r: seed_order(r.get("seed"))))
+            for g in groups for run in g.runs_in_seed_order())
     return _markdown(key_headers(group_by)[:-2] + ["seed"] + [c.header for c in per_run], rows)
 
 
@@ -523,8 +534,7 @@ def plot_bars(groups: Sequence[Group], path: str, ylabel: str, scale: float = 1.
 def seed_points(members: Sequence[Group], path: str) -> list[tuple[int, float, Any]]:
     """(column, value, seed) of every run in `members` that has a number at `path`."""
     return [(i, float(v), r.get("seed")) for i, g in enumerate(members)
-            for r in sorted(g.runs, key=lambda r: seed_order(r.get("seed")))
-            if isinstance(v := r.get(path), (int, float))]
+            for r in g.runs_in_seed_order() if isinstance(v := r.get(path), (int, float))]
 
 
 def plot_seeds(groups: Sequence[Group], metric_path: str) -> bytes:
