@@ -14,6 +14,7 @@ def test_run_once_reads_batch_bf16_and_throughput(tiny_models):
     default = bench.run_once("default", 2, "full", extra, "restaurant_sup")
     naive = bench.run_once("naive", 2, "full", extra + bench.NAIVE, "restaurant_sup")
     assert default["batch"] == 32 and naive["batch"] == 8 and naive["bf16"] is False
+    assert default["method"] == naive["method"] == "full"  # run.json's method: the FLOP count follows it
     assert default["samples_per_second"] > 0 and default["useful_tokens_per_second"] > 0
     # naive pads every input to 128 tokens: it executes more tokens than it uses; dynamic padding pads
     # each batch to its longest example (the fixture's lengths differ), less
@@ -71,10 +72,21 @@ def test_whole_run_times_evaluation_and_checkpoints(tiny_models):
 
 
 def test_in_steps_flops_scales_the_loop_rate_by_its_share_of_step_time():
-    r = {"useful_tokens_per_second": 1000.0, "train_seconds": 10.0, "step_seconds": 8.0}
+    r = {"method": "full", "useful_tokens_per_second": 1000.0, "train_seconds": 10.0, "step_seconds": 8.0}
     # 6 x 1M params x 1000 tokens/s over the 10 s loop, of which 8 s were steps: 6 GFLOP/s -> 7.5 in the steps
     assert bench.in_steps_flops(r, 1_000_000, 1e10) == "  in the steps alone    7.50 GFLOP/s ( 75.0%)"
     assert bench.in_steps_flops({"useful_tokens_per_second": 1.0}, 1, 1.0) == ""  # no --profile: no figure
+
+
+@pytest.mark.parametrize("method, gflops", [("full", "6.00"), ("lora", "4.00"), ("qlora", "4.00"),
+                                            ("adapter", "4.00"), ("lora_scratch", "4.00"), ("head", "2.00")])
+def test_flops_count_only_the_gradients_a_method_computes(method, gflops):
+    """A frozen base computes no weight gradients: 6N x tokens would read LoRA's FLOP/s 1.5x too high (the MRPC
+    bench printed 120% of the GEMM peak). 1M params x 1,000 real tokens/s: full 6, frozen base 4, head 2 GFLOP/s."""
+    r = {"label": "x", "method": method, "batch": 8, "bf16": False, "samples_per_second": 1.0,
+         "useful_tokens_per_second": 1000.0, "executed_tokens_per_second": 1000.0}
+    line = bench.flops_line(r, 1_000_000, 1e10)
+    assert f"useful    {gflops} GFLOP/s" in line and f"executed    {gflops} GFLOP/s" in line
 
 
 def test_variant_specs_are_checked():
@@ -224,7 +236,7 @@ def test_main_keeps_the_higher_gemm_peak_of_before_and_after(monkeypatch, tmp_pa
     monkeypatch.setattr(bench, "non_embedding_params", lambda model: 1_000_000)
     # 1,000 useful tokens/s x 6 x 1M params = 6 GFLOP/s: 1.5% of 400, not 6.0% of 100
     monkeypatch.setattr(bench, "run_once", lambda label, *a, **k: {
-        "label": label, "samples_per_second": 10.0, "useful_tokens_per_second": 1000.0,
+        "label": label, "method": "full", "samples_per_second": 10.0, "useful_tokens_per_second": 1000.0,
         "executed_tokens_per_second": 1000.0, "batch": 32, "bf16": True})
     out = str(tmp_path / "b")
     assert bench.main(["--no_naive", "--out", out]) == 0

@@ -12,10 +12,11 @@ Both runs train the same model for the same number of optimizer steps through tr
 - naive:   the HF example defaults (fp32, batch 8, every input padded to 128 tokens, random batches).
 Prints samples/s of each, their ratio, and achieved FLOP/s as a share of the GEMM peak measured here in the
 default setup's precision (bf16 where train.py trains in bf16, else fp32: an AVX2-only CPU).
-FLOPs are estimated as 6 x N x tokens (forward 2N, backward 4N per token; Kaplan et al. 2020) with N the
-non-embedding parameters (embedding lookups do no matmuls) and attention score FLOPs left out; "useful"
-counts real tokens only, "executed" counts padded tokens too. With LoRA/head the backward pass skips
-weight gradients, so 6N overstates the work: use --method full (the default) for the FLOP/s figure.
+FLOPs are estimated as k x N x tokens with N the non-embedding parameters (embedding lookups do no matmuls)
+and attention score FLOPs left out; k by each setup's method (`Method.flops_per_token_param`): 6 for full
+fine-tuning (forward 2N, backward 4N; Kaplan et al. 2020), 4 where the base is frozen (LoRA, adapters,
+QLoRA: no weight gradients of the base), 2 for head only. "Useful" counts real tokens only, "executed"
+counts padded tokens too.
 
 --profile times each training step's phases (`PhaseTimer`, Trainer callbacks + a forward hook): data
 (fetching and collating the batch, and the loop's logging), forward, backward (with gradient clipping),
@@ -56,6 +57,7 @@ from transformers import TrainerCallback  # noqa: E402
 from ftlab import commandline  # noqa: E402
 from ftlab.hardware import machine  # noqa: E402
 from ftlab.io import write_atomic  # noqa: E402
+from ftlab.methods.registry import get_method  # noqa: E402
 from ftlab.models.build import bf16_supported, get_model  # noqa: E402
 from ftlab.train import steps as train  # noqa: E402
 
@@ -265,7 +267,8 @@ def run_once(label: str, steps: Optional[int], method: str, extra: list, dataset
     # executed = real tokens x (padded / real) of the batches collated (training; in --steps runs only 8
     # evaluation examples join them); nothing padded (cached head features): executed = real
     executed = t["tokens_per_second"] * (tokens.padding_factor() or 1.0)
-    result = {"label": label, "samples_per_second": t["samples_per_second"], "useful_tokens_per_second":
+    result = {"label": label, "method": record["config"]["method"],
+              "samples_per_second": t["samples_per_second"], "useful_tokens_per_second":
               t["tokens_per_second"], "executed_tokens_per_second": executed,
               "batch": record["config"]["per_device_train_batch_size"], "bf16": record["config"]["bf16"],
               "steps": record["training"]["steps"], "peak_rss_bytes": record["memory"].get("peak_bytes")}
@@ -551,12 +554,18 @@ def variants(specs: List[str]) -> List[tuple]:
     return out
 
 
+def flops_per_token(r: dict, n: int) -> int:
+    """Training FLOPs per token of the setup's method: k x N (k from the method registry)."""
+    return get_method(r["method"]).flops_per_token_param * n
+
+
 def flops_line(r: dict, n: int, peak: float) -> str:
-    useful, executed = (6 * n * r[k] for k in ("useful_tokens_per_second", "executed_tokens_per_second"))
-    return (f"{r['label']:8s} batch {r['batch']:3d} bf16 {str(r['bf16']):5s} {r['samples_per_second']:8.2f} "
-            f"samples/s  {r['useful_tokens_per_second']:9.1f} real tokens/s  useful {useful / 1e9:7.2f} GFLOP/s "
-            f"({100 * useful / peak:5.1f}% of peak)  executed {executed / 1e9:7.2f} GFLOP/s "
-            f"({100 * executed / peak:5.1f}%)" + in_steps_flops(r, n, peak))
+    useful, executed = (flops_per_token(r, n) * r[k] for k in ("useful_tokens_per_second",
+                                                               "executed_tokens_per_second"))
+    return (f"{r['label']:8s} {r['method']:6s} batch {r['batch']:3d} bf16 {str(r['bf16']):5s} "
+            f"{r['samples_per_second']:8.2f} samples/s  {r['useful_tokens_per_second']:9.1f} real tokens/s  "
+            f"useful {useful / 1e9:7.2f} GFLOP/s ({100 * useful / peak:5.1f}% of peak)  executed "
+            f"{executed / 1e9:7.2f} GFLOP/s ({100 * executed / peak:5.1f}%)" + in_steps_flops(r, n, peak))
 
 
 def memory_line(results: List[dict], separate: bool) -> str:
@@ -573,7 +582,7 @@ def in_steps_flops(r: dict, n: int, peak: float) -> str:
     evaluating and saving a checkpoint at each epoch too, which trains nothing."""
     if not r.get("step_seconds"):
         return ""
-    useful = 6 * n * r["useful_tokens_per_second"] * r["train_seconds"] / r["step_seconds"]
+    useful = flops_per_token(r, n) * r["useful_tokens_per_second"] * r["train_seconds"] / r["step_seconds"]
     return f"  in the steps alone {useful / 1e9:7.2f} GFLOP/s ({100 * useful / peak:5.1f}%)"
 
 
@@ -614,7 +623,8 @@ def main(argv=None) -> int:
     lines = [f"bench: {args.model}, {args.dataset_name}, method {args.method} {args.train_args}, {what}, "
              f"{torch.get_num_threads()} threads; {PRECISION[peak_dtype()]} GEMM peak {peak / 1e9:.1f} GFLOP/s "
              "(2048^3 matmul, the better of before and after the runs)",
-             f"FLOPs = 6 x {n / 1e6:.2f}M non-embedding params x tokens",
+             f"FLOPs = k x {n / 1e6:.2f}M non-embedding params x tokens; k = 6 full, 4 with a frozen base "
+             "(lora, adapter, qlora: no weight gradients), 2 head",
              *(flops_line(r, n, peak) for r in results)]
     base = results[0]["samples_per_second"]
     lines += [f"{r['label']} / default: {r['samples_per_second'] / base:.2f}x samples/s" for r in results[1:]]

@@ -430,6 +430,11 @@ class Method:
     memory_as: Optional[str] = None  # `ftlab memory`'s cost model (None: the method's own name)
     epochs: float = 3.0  # default --num_train_epochs: the most epochs; validation picks the best one
     lora_targets: Optional[str] = None  # default --lora_target_modules (None: peft's per-architecture default)
+    # training FLOPs per base parameter and token (`ftlab bench`): forward 2; backward 2 for the input gradients
+    # and 2 for the weight gradients (Kaplan et al. 2020). A frozen base skips its weight gradients but still
+    # passes gradients through (4; the adapter/LoRA weights' own share is left out); a head over a frozen body
+    # needs its forward only (2)
+    flops_per_token_param: int = 4
 
 
 # Schedules (learning rate, most epochs; validation picks the best epoch, run_sup.sh stops after 3
@@ -443,8 +448,9 @@ class Method:
 # lora_scratch takes lora's learning rate (7 epochs, no search of its own); full: Gururangan et al. 2020's
 # longer schedule with early stopping.
 METHODS: Dict[str, Method] = {m.name: m for m in [
-    Method("full", apply_full, 5e-5, "every parameter trains", epochs=10),
-    Method("head", apply_head, 1e-2, "only the classification head trains", _head_settings, epochs=20),
+    Method("full", apply_full, 5e-5, "every parameter trains", epochs=10, flops_per_token_param=6),
+    Method("head", apply_head, 1e-2, "only the classification head trains", _head_settings, epochs=20,
+           flops_per_token_param=2),
     Method("lora", apply_lora, 6e-4, "peft LoRA on the target modules (default: all linear layers), head trains",
            _lora_settings, epochs=15, lora_targets=ALL_LINEAR),
     Method("lora_scratch", apply_lora_scratch, 6e-4, "our LoRALinear on the target modules, head trains",
