@@ -16,7 +16,8 @@ FLOPs are estimated as k x N x tokens with N the non-embedding parameters (embed
 and attention score FLOPs left out; k by each setup's method (`Method.flops_per_token_param`): 6 for full
 fine-tuning (forward 2N, backward 4N; Kaplan et al. 2020), 4 where the base is frozen (LoRA, adapters,
 QLoRA: no weight gradients of the base), 2 for head only. "Useful" counts real tokens only, "executed"
-counts padded tokens too.
+counts padded tokens too. Only the model's matmuls count: QLoRA's dequantization is left out, and head only
+with cached features runs the body once, not every step, so its 2N is an upper bound.
 
 --profile times each training step's phases (`PhaseTimer`, Trainer callbacks + a forward hook): data
 (fetching and collating the batch, and the loop's logging), forward, backward (with gradient clipping),
